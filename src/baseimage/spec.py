@@ -1,0 +1,551 @@
+"""The image spec (`images/<name>/image.yaml`): loading, validation and discovery.
+
+The YAML is validated node by node, so every problem names the file, the line, the
+field and what was expected. YAML's type guessing is never allowed to change meaning:
+a plain scalar that YAML reads as a number, boolean or null where a string is expected
+is an error that says to quote it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from baseimage import runtimes
+from baseimage.errors import SpecInvalid, UsageError
+from baseimage.runtimes import Runtime
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "image.yaml"
+MAVEN_CENTRAL = "https://repo.maven.apache.org/maven2"
+
+_STR = "tag:yaml.org,2002:str"
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
+_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_COORDINATES = re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.+-]+$")
+_PACKAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9.:_/-]*(?::[A-Za-z0-9_.-]+)?(?:@sha256:[0-9a-f]{64})?$")
+
+# Variables the Lambda base images define and functions rely on; a base image that
+# changes them breaks the runtime contract.
+RESERVED_ENV = frozenset(
+    {"LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "PATH", "LD_LIBRARY_PATH", "_HANDLER"}
+)
+# Names that would put a credential into an image layer.
+_CREDENTIAL_ENV = re.compile(
+    r"(^AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)$)|PASSWORD|SECRET|TOKEN|"
+    r"PRIVATE_KEY|API_KEY",
+    re.IGNORECASE,
+)
+
+TOP_KEYS = ("description", "runtimes", "mirrors", "registry", "trust", "python", "java",
+            "files", "env")
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """One runtime an image is built for, and the base image to build it on."""
+
+    runtime: Runtime
+    base: str
+    digest: str | None
+
+    @property
+    def pinned(self) -> bool:
+        """True when the base image is pinned by digest."""
+        return self.digest is not None
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    """The ECR repository images are published to."""
+
+    repository: str
+    region: str
+    account: str
+
+    @property
+    def host(self) -> str:
+        """The ECR registry host for this account and region."""
+        return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class FileCopy:
+    """A configuration file copied from the spec folder to a path under /var/task."""
+
+    source: Path
+    target: str
+
+
+@dataclass(frozen=True)
+class MavenArtifact:
+    """A jar named by Maven coordinates and pinned by its SHA-256."""
+
+    group: str
+    artifact: str
+    version: str
+    sha256: str
+
+    @property
+    def coordinates(self) -> str:
+        return f"{self.group}:{self.artifact}:{self.version}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.artifact}-{self.version}.jar"
+
+    def path_in(self, repository: str) -> str:
+        """The artifact's URL in a repository laid out the Maven way."""
+        group_path = self.group.replace(".", "/")
+        return f"{repository.rstrip('/')}/{group_path}/{self.artifact}/{self.version}/{self.filename}"
+
+
+@dataclass(frozen=True)
+class PythonLayer:
+    """The company's Python libraries (a pip requirements file) and own packages."""
+
+    requirements: Path | None
+    packages: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class JavaLayer:
+    """The company's jars, resolved from a Maven repository."""
+
+    repository: str
+    artifacts: tuple[MavenArtifact, ...]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A validated image spec."""
+
+    name: str
+    path: Path
+    description: str
+    runtimes: dict[str, RuntimeSpec]
+    registry: RegistrySpec
+    mirrors: dict[str, str] = field(default_factory=dict)
+    ca_certificates: tuple[Path, ...] = ()
+    python: PythonLayer | None = None
+    java: JavaLayer | None = None
+    files: tuple[FileCopy, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def runtime(self, runtime_id: str) -> RuntimeSpec:
+        """The spec's entry for one runtime.
+
+        Raises:
+            UsageError: the runtime is unknown or this spec does not declare it.
+        """
+        runtimes.get(runtime_id)
+        if runtime_id not in self.runtimes:
+            raise UsageError(
+                f"{self.path} does not declare runtime {runtime_id}; it declares "
+                f"{', '.join(self.runtimes)}. Add it under 'runtimes:' or pick another."
+            )
+        return self.runtimes[runtime_id]
+
+    def input_files(self) -> list[Path]:
+        """Every file from the spec folder that goes into the image, spec included."""
+        found = [self.path, *self.ca_certificates, *(f.source for f in self.files)]
+        if self.python:
+            if self.python.requirements:
+                found.append(self.python.requirements)
+            for package in self.python.packages:
+                found.extend(
+                    p for p in sorted(package.rglob("*"))
+                    if p.is_file() and "__pycache__" not in p.parts
+                )
+        return found
+
+
+class _Checker:
+    """Walks composed YAML nodes and collects problems with their line numbers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[str] = []
+
+    def problem(self, node: yaml.Node | None, where: str, message: str) -> None:
+        line = f":{node.start_mark.line + 1}" if node is not None else ""
+        self.problems.append(f"{self.path}{line}: {where}: {message}")
+
+    def mapping(
+        self, node: yaml.Node, where: str, allowed: tuple[str, ...] | None = None
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """The pairs of a mapping node by key; unknown keys are reported."""
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, where, f"expected a mapping, got {_kind(node)}")
+            return {}
+        pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = self.string(key_node, f"{where} key")
+            if key is None:
+                continue
+            if key in pairs:
+                self.problem(key_node, f"{where}.{key}", "appears twice; keep one")
+                continue
+            if allowed is not None and key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                fix = f"did you mean {hint[0]!r}?" if hint else f"allowed: {', '.join(allowed)}"
+                self.problem(key_node, f"{where}.{key}".lstrip("."), f"unknown key; {fix}")
+                continue
+            pairs[key] = (key_node, value_node)
+        return pairs
+
+    def string(self, node: yaml.Node, where: str, pattern: re.Pattern[str] | None = None,
+               expected: str = "a string") -> str | None:
+        """A scalar that YAML read as a string, optionally matching a pattern."""
+        if not isinstance(node, yaml.ScalarNode):
+            self.problem(node, where, f"expected {expected}, got {_kind(node)}")
+            return None
+        if node.tag != _STR:
+            guessed = _kind(node)
+            self.problem(
+                node, where,
+                f"expected {expected}, but YAML reads {node.value!r} as {guessed}; "
+                f"write it in quotes: \"{node.value}\"",
+            )
+            return None
+        value: str = node.value
+        if pattern is not None and not pattern.match(value):
+            self.problem(node, where, f"expected {expected}, got {value!r}")
+            return None
+        return value
+
+    def sequence(self, node: yaml.Node, where: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, where, f"expected a list, got {_kind(node)}")
+            return []
+        return list(node.value)
+
+    def inside(self, node: yaml.Node, where: str, kind: str = "file") -> Path | None:
+        """A path relative to the spec folder that exists and stays inside it."""
+        value = self.string(node, where, expected=f"a {kind} path inside the spec folder")
+        if value is None:
+            return None
+        folder = self.path.parent.resolve()
+        candidate = (folder / value).resolve()
+        if Path(value).is_absolute() or not candidate.is_relative_to(folder):
+            self.problem(node, where, f"{value!r} is outside the spec folder {folder}; "
+                         "copy the file into the folder and name it relative to it")
+            return None
+        exists = candidate.is_dir() if kind == "folder" else candidate.is_file()
+        if not exists:
+            self.problem(node, where, f"{kind} {value!r} not found in {folder}")
+            return None
+        return candidate
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return {
+        "tag:yaml.org,2002:int": "a number",
+        "tag:yaml.org,2002:float": "a number",
+        "tag:yaml.org,2002:bool": "a boolean",
+        "tag:yaml.org,2002:null": "nothing (null)",
+        "tag:yaml.org,2002:timestamp": "a date",
+    }.get(node.tag, "a string")
+
+
+def load(path: Path) -> ImageSpec:
+    """Load and validate one image spec (a file, or a folder holding image.yaml).
+
+    Raises:
+        SpecInvalid: the file is missing, is not YAML, or breaks any rule.
+    """
+    path = path / SPEC_FILE if path.is_dir() else path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecInvalid([f"{path}: cannot read the spec: {exc.strerror}"]) from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise SpecInvalid([f"{where}: not valid YAML: {reason}"]) from exc
+    if root is None:
+        raise SpecInvalid([f"{path}: the spec is empty; see README 'Image spec'"])
+
+    check = _Checker(path)
+    spec = _build(check, root, path)
+    if check.problems or spec is None:
+        raise SpecInvalid(check.problems)
+    return spec
+
+
+def _build(check: _Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
+    top = check.mapping(root, "", TOP_KEYS)
+    for required in ("runtimes", "registry"):
+        if required not in top and isinstance(root, yaml.MappingNode):
+            check.problem(root, required, "missing; see README 'Image spec'")
+
+    description = ""
+    if "description" in top:
+        description = check.string(top["description"][1], "description") or ""
+    specs_by_runtime = _runtimes(check, top["runtimes"][1]) if "runtimes" in top else {}
+    registry = _registry(check, top["registry"][1]) if "registry" in top else None
+    mirrors = _string_map(check, top["mirrors"][1], "mirrors") if "mirrors" in top else {}
+    cas = _trust(check, top["trust"][1]) if "trust" in top else ()
+    python = _python(check, top["python"][1]) if "python" in top else None
+    java = _java(check, top["java"][1]) if "java" in top else None
+    files = _files(check, top["files"][1]) if "files" in top else ()
+    env = _env(check, top["env"][1]) if "env" in top else {}
+
+    families = {r.runtime.family for r in specs_by_runtime.values()}
+    if len(families) > 1:
+        check.problem(top["runtimes"][1], "runtimes",
+                      "mixes python and java runtimes; keep one language per spec folder")
+    for family, layer in (("python", python), ("java", java)):
+        if layer is not None and families and family not in families:
+            node = top[family][0]
+            check.problem(node, family, f"has a {family} section but no {family} runtime")
+
+    if registry is None or check.problems:
+        return None
+    return ImageSpec(
+        name=path.parent.name, path=path, description=description,
+        runtimes=specs_by_runtime, registry=registry, mirrors=mirrors,
+        ca_certificates=cas, python=python, java=java, files=files, env=env,
+    )
+
+
+def _runtimes(check: _Checker, node: yaml.Node) -> dict[str, RuntimeSpec]:
+    found: dict[str, RuntimeSpec] = {}
+    pairs = check.mapping(node, "runtimes")
+    if isinstance(node, yaml.MappingNode) and not node.value:
+        check.problem(node, "runtimes", "declares no runtime; add one, e.g. python3.11")
+    for runtime_id, (key_node, value_node) in pairs.items():
+        where = f"runtimes.{runtime_id}"
+        if runtime_id not in runtimes.KNOWN:
+            hint = difflib.get_close_matches(runtime_id, list(runtimes.KNOWN), n=1)
+            fix = f"did you mean {hint[0]!r}? " if hint else ""
+            check.problem(key_node, where, f"unknown runtime; {fix}known runtimes: "
+                          f"{runtimes.known_ids()}")
+            continue
+        runtime = runtimes.KNOWN[runtime_id]
+        base, digest = runtime.default_base, None
+        if not (isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith("null")):
+            fields = check.mapping(value_node, where, ("base", "digest"))
+            if "base" in fields:
+                base = check.string(fields["base"][1], f"{where}.base", _IMAGE_REF,
+                                    "an image reference like public.ecr.aws/lambda/"
+                                    "python:3.11") or base
+            if "digest" in fields:
+                digest = check.string(fields["digest"][1], f"{where}.digest", _DIGEST,
+                                      "a digest like sha256:<64 hex digits>")
+        if "@" in base:
+            base, _, pinned = base.partition("@")
+            digest = digest or pinned
+        found[runtime_id] = RuntimeSpec(runtime=runtime, base=base, digest=digest)
+    return found
+
+
+def _registry(check: _Checker, node: yaml.Node) -> RegistrySpec | None:
+    keys = ("repository", "region", "account")
+    fields = check.mapping(node, "registry", keys)
+    values: dict[str, str] = {}
+    rules = {
+        "repository": (_REPOSITORY, "an ECR repository name like company/lambda-base"),
+        "region": (_REGION, "an AWS region like us-east-1"),
+        "account": (_ACCOUNT, "a 12-digit AWS account id in quotes"),
+    }
+    for key in keys:
+        if key not in fields:
+            if isinstance(node, yaml.MappingNode):
+                check.problem(node, f"registry.{key}", f"missing; expected {rules[key][1]}")
+            continue
+        pattern, expected = rules[key]
+        value = check.string(fields[key][1], f"registry.{key}", pattern, expected)
+        if value is not None:
+            values[key] = value
+    if len(values) != len(keys):
+        return None
+    return RegistrySpec(**values)
+
+
+def _string_map(check: _Checker, node: yaml.Node, where: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for key, (_, value_node) in check.mapping(node, where).items():
+        value = check.string(value_node, f"{where}.{key}")
+        if value is not None:
+            result[key] = value
+    return result
+
+
+def _trust(check: _Checker, node: yaml.Node) -> tuple[Path, ...]:
+    fields = check.mapping(node, "trust", ("ca_certificates",))
+    found: list[Path] = []
+    if "ca_certificates" in fields:
+        for i, item in enumerate(check.sequence(fields["ca_certificates"][1],
+                                                "trust.ca_certificates")):
+            where = f"trust.ca_certificates[{i}]"
+            cert = check.inside(item, where)
+            if cert is None:
+                continue
+            if b"-----BEGIN CERTIFICATE-----" not in cert.read_bytes():
+                check.problem(item, where, f"{cert.name} holds no PEM certificate")
+                continue
+            found.append(cert)
+    return tuple(found)
+
+
+def _python(check: _Checker, node: yaml.Node) -> PythonLayer:
+    fields = check.mapping(node, "python", ("requirements", "packages"))
+    requirements = None
+    if "requirements" in fields:
+        requirements = check.inside(fields["requirements"][1], "python.requirements")
+    packages: list[Path] = []
+    if "packages" in fields:
+        for i, item in enumerate(check.sequence(fields["packages"][1], "python.packages")):
+            where = f"python.packages[{i}]"
+            folder = check.inside(item, where, kind="folder")
+            if folder is None:
+                continue
+            if not _PACKAGE.match(folder.name) or not (folder / "__init__.py").is_file():
+                check.problem(item, where, f"{folder.name!r} is not an importable package "
+                              "(a folder with __init__.py and a valid module name)")
+                continue
+            packages.append(folder)
+    return PythonLayer(requirements=requirements, packages=tuple(packages))
+
+
+def _java(check: _Checker, node: yaml.Node) -> JavaLayer:
+    fields = check.mapping(node, "java", ("repository", "artifacts"))
+    repository = MAVEN_CENTRAL
+    if "repository" in fields:
+        url = re.compile(r"^(https?|file)://\S+$")
+        repository = check.string(fields["repository"][1], "java.repository", url,
+                                  "an http(s):// or file:// URL") or repository
+    artifacts: list[MavenArtifact] = []
+    items = check.sequence(fields["artifacts"][1], "java.artifacts") if "artifacts" in fields else []
+    for i, item in enumerate(items):
+        where = f"java.artifacts[{i}]"
+        entry = check.mapping(item, where, ("coordinates", "sha256"))
+        missing = [k for k in ("coordinates", "sha256") if k not in entry]
+        for key in missing:
+            check.problem(item, f"{where}.{key}", "missing")
+        if missing:
+            continue
+        coordinates = check.string(entry["coordinates"][1], f"{where}.coordinates",
+                                   _COORDINATES, "group:artifact:version")
+        sha256 = check.string(entry["sha256"][1], f"{where}.sha256", _SHA256,
+                              "64 lowercase hex digits")
+        if coordinates and sha256:
+            group, artifact, version = coordinates.split(":")
+            artifacts.append(MavenArtifact(group, artifact, version, sha256))
+    return JavaLayer(repository=repository, artifacts=tuple(artifacts))
+
+
+def _files(check: _Checker, node: yaml.Node) -> tuple[FileCopy, ...]:
+    found: list[FileCopy] = []
+    for i, item in enumerate(check.sequence(node, "files")):
+        where = f"files[{i}]"
+        entry = check.mapping(item, where, ("source", "target"))
+        for key in ("source", "target"):
+            if key not in entry:
+                check.problem(item, f"{where}.{key}", "missing")
+        if "source" not in entry or "target" not in entry:
+            continue
+        source = check.inside(entry["source"][1], f"{where}.source")
+        target = check.string(entry["target"][1], f"{where}.target")
+        if target is not None and (target.startswith("/") or ".." in Path(target).parts
+                                   or not target.strip()):
+            check.problem(entry["target"][1], f"{where}.target",
+                          f"{target!r} must be a relative path under /var/task without '..'")
+            continue
+        if source is not None and target is not None:
+            found.append(FileCopy(source=source, target=target))
+    return tuple(found)
+
+
+def _env(check: _Checker, node: yaml.Node) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name, (key_node, value_node) in check.mapping(node, "env").items():
+        where = f"env.{name}"
+        if not _ENV_NAME.match(name):
+            check.problem(key_node, where, "not a valid environment variable name")
+        elif name in RESERVED_ENV:
+            check.problem(key_node, where, "is set by the Lambda base image and must not "
+                          "be changed; remove it")
+        elif _CREDENTIAL_ENV.search(name):
+            check.problem(key_node, where, "looks like a credential; never bake secrets "
+                          "into an image. Read them at run time (e.g. Secrets Manager)")
+        else:
+            value = check.string(value_node, where)
+            if value is not None:
+                env[name] = value
+    return env
+
+
+def discover(images_dir: Path) -> Iterator[Path]:
+    """Every spec file under an images folder, sorted by folder name."""
+    if not images_dir.is_dir():
+        raise UsageError(f"images folder {images_dir} not found; run from the project "
+                         "root or pass --images-dir")
+    yield from sorted(images_dir.glob(f"*/{SPEC_FILE}"))
+
+
+def find(images_dir: Path, runtime_id: str | None, image: str | None) -> list[ImageSpec]:
+    """The specs selected by --image and --runtime (all of them when both are None).
+
+    Raises:
+        UsageError: the image folder does not exist or no spec declares the runtime.
+        SpecInvalid: a selected spec is invalid.
+    """
+    if runtime_id is not None:
+        runtimes.get(runtime_id)
+    if image is not None:
+        folder = images_dir / image
+        if not (folder / SPEC_FILE).is_file():
+            names = ", ".join(p.parent.name for p in discover(images_dir)) or "none"
+            raise UsageError(f"no spec at {folder / SPEC_FILE}; images here: {names}")
+        spec = load(folder)
+        if runtime_id is not None:
+            spec.runtime(runtime_id)
+        return [spec]
+
+    paths = list(discover(images_dir))
+    if runtime_id is None:
+        return [load(p) for p in paths]
+    matching = [p for p in paths if runtime_id in _declared_runtimes(p)]
+    if not matching:
+        raise UsageError(f"no spec in {images_dir} declares runtime {runtime_id}; add it "
+                         "to a spec's 'runtimes:' or pass --image")
+    if len(matching) > 1:
+        names = ", ".join(p.parent.name for p in matching)
+        raise UsageError(f"several specs declare {runtime_id} ({names}); pick one with "
+                         "--image")
+    return [load(matching[0])]
+
+
+def _declared_runtimes(path: Path) -> list[str]:
+    """The runtime ids a spec declares, read leniently (full validation comes later)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    found = data.get("runtimes") if isinstance(data, dict) else None
+    return [str(k) for k in found] if isinstance(found, dict) else []
