@@ -38,7 +38,7 @@ class SpecInvalid(BaseImageError):
 
 
 class UsageError(BaseImageError):
-    """Raised when options name something that does not exist (runtime, image, version)."""
+    """Raised when options name something that does not exist or is malformed."""
 
     exit_code = EXIT_SPEC
 

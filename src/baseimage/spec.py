@@ -31,11 +31,15 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
-_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_REPOSITORY = re.compile(
+    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
+)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COORDINATES = re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.+-]+$")
 _PACKAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9.:_/-]*(?::[A-Za-z0-9_.-]+)?(?:@sha256:[0-9a-f]{64})?$")
+_IMAGE_REF = re.compile(
+    r"^[a-z0-9][a-z0-9.:_/-]*(?::[A-Za-z0-9_.-]+)?(?:@sha256:[0-9a-f]{64})?$"
+)
 
 # Variables the Lambda base images define and functions rely on; a base image that
 # changes them breaks the runtime contract.
@@ -49,8 +53,17 @@ _CREDENTIAL_ENV = re.compile(
     re.IGNORECASE,
 )
 
-TOP_KEYS = ("description", "runtimes", "mirrors", "registry", "trust", "python", "java",
-            "files", "env")
+TOP_KEYS = (
+    "description",
+    "runtimes",
+    "mirrors",
+    "registry",
+    "trust",
+    "python",
+    "java",
+    "files",
+    "env",
+)
 
 
 @dataclass(frozen=True)
@@ -109,7 +122,8 @@ class MavenArtifact:
     def path_in(self, repository: str) -> str:
         """The artifact's URL in a repository laid out the Maven way."""
         group_path = self.group.replace(".", "/")
-        return f"{repository.rstrip('/')}/{group_path}/{self.artifact}/{self.version}/{self.filename}"
+        folder = f"{group_path}/{self.artifact}/{self.version}"
+        return f"{repository.rstrip('/')}/{folder}/{self.filename}"
 
 
 @dataclass(frozen=True)
@@ -170,7 +184,8 @@ class ImageSpec:
                 found.append(self.python.requirements)
             for package in self.python.packages:
                 found.extend(
-                    p for p in sorted(package.rglob("*"))
+                    p
+                    for p in sorted(package.rglob("*"))
                     if p.is_file() and "__pycache__" not in p.parts
                 )
         return found
@@ -204,14 +219,25 @@ class _Checker:
                 continue
             if allowed is not None and key not in allowed:
                 hint = difflib.get_close_matches(key, allowed, n=1)
-                fix = f"did you mean {hint[0]!r}?" if hint else f"allowed: {', '.join(allowed)}"
-                self.problem(key_node, f"{where}.{key}".lstrip("."), f"unknown key; {fix}")
+                fix = (
+                    f"did you mean {hint[0]!r}?"
+                    if hint
+                    else f"allowed: {', '.join(allowed)}"
+                )
+                self.problem(
+                    key_node, f"{where}.{key}".lstrip("."), f"unknown key; {fix}"
+                )
                 continue
             pairs[key] = (key_node, value_node)
         return pairs
 
-    def string(self, node: yaml.Node, where: str, pattern: re.Pattern[str] | None = None,
-               expected: str = "a string") -> str | None:
+    def string(
+        self,
+        node: yaml.Node,
+        where: str,
+        pattern: re.Pattern[str] | None = None,
+        expected: str = "a string",
+    ) -> str | None:
         """A scalar that YAML read as a string, optionally matching a pattern."""
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node, where, f"expected {expected}, got {_kind(node)}")
@@ -219,9 +245,10 @@ class _Checker:
         if node.tag != _STR:
             guessed = _kind(node)
             self.problem(
-                node, where,
+                node,
+                where,
                 f"expected {expected}, but YAML reads {node.value!r} as {guessed}; "
-                f"write it in quotes: \"{node.value}\"",
+                f'write it in quotes: "{node.value}"',
             )
             return None
         value: str = node.value
@@ -238,14 +265,20 @@ class _Checker:
 
     def inside(self, node: yaml.Node, where: str, kind: str = "file") -> Path | None:
         """A path relative to the spec folder that exists and stays inside it."""
-        value = self.string(node, where, expected=f"a {kind} path inside the spec folder")
+        value = self.string(
+            node, where, expected=f"a {kind} path inside the spec folder"
+        )
         if value is None:
             return None
         folder = self.path.parent.resolve()
         candidate = (folder / value).resolve()
         if Path(value).is_absolute() or not candidate.is_relative_to(folder):
-            self.problem(node, where, f"{value!r} is outside the spec folder {folder}; "
-                         "copy the file into the folder and name it relative to it")
+            self.problem(
+                node,
+                where,
+                f"{value!r} is outside the spec folder {folder}; "
+                "copy the file into the folder and name it relative to it",
+            )
             return None
         exists = candidate.is_dir() if kind == "folder" else candidate.is_file()
         if not exists:
@@ -307,7 +340,9 @@ def _build(check: _Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
         description = check.string(top["description"][1], "description") or ""
     specs_by_runtime = _runtimes(check, top["runtimes"][1]) if "runtimes" in top else {}
     registry = _registry(check, top["registry"][1]) if "registry" in top else None
-    mirrors = _string_map(check, top["mirrors"][1], "mirrors") if "mirrors" in top else {}
+    mirrors = (
+        _string_map(check, top["mirrors"][1], "mirrors") if "mirrors" in top else {}
+    )
     cas = _trust(check, top["trust"][1]) if "trust" in top else ()
     python = _python(check, top["python"][1]) if "python" in top else None
     java = _java(check, top["java"][1]) if "java" in top else None
@@ -316,19 +351,32 @@ def _build(check: _Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
 
     families = {r.runtime.family for r in specs_by_runtime.values()}
     if len(families) > 1:
-        check.problem(top["runtimes"][1], "runtimes",
-                      "mixes python and java runtimes; keep one language per spec folder")
+        check.problem(
+            top["runtimes"][1],
+            "runtimes",
+            "mixes python and java runtimes; keep one language per spec folder",
+        )
     for family, layer in (("python", python), ("java", java)):
         if layer is not None and families and family not in families:
             node = top[family][0]
-            check.problem(node, family, f"has a {family} section but no {family} runtime")
+            check.problem(
+                node, family, f"has a {family} section but no {family} runtime"
+            )
 
     if registry is None or check.problems:
         return None
     return ImageSpec(
-        name=path.parent.name, path=path, description=description,
-        runtimes=specs_by_runtime, registry=registry, mirrors=mirrors,
-        ca_certificates=cas, python=python, java=java, files=files, env=env,
+        name=path.parent.name,
+        path=path,
+        description=description,
+        runtimes=specs_by_runtime,
+        registry=registry,
+        mirrors=mirrors,
+        ca_certificates=cas,
+        python=python,
+        java=java,
+        files=files,
+        env=env,
     )
 
 
@@ -342,20 +390,35 @@ def _runtimes(check: _Checker, node: yaml.Node) -> dict[str, RuntimeSpec]:
         if runtime_id not in runtimes.KNOWN:
             hint = difflib.get_close_matches(runtime_id, list(runtimes.KNOWN), n=1)
             fix = f"did you mean {hint[0]!r}? " if hint else ""
-            check.problem(key_node, where, f"unknown runtime; {fix}known runtimes: "
-                          f"{runtimes.known_ids()}")
+            check.problem(
+                key_node,
+                where,
+                f"unknown runtime; {fix}known runtimes: {runtimes.known_ids()}",
+            )
             continue
         runtime = runtimes.KNOWN[runtime_id]
         base, digest = runtime.default_base, None
-        if not (isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith("null")):
+        if not (
+            isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith("null")
+        ):
             fields = check.mapping(value_node, where, ("base", "digest"))
             if "base" in fields:
-                base = check.string(fields["base"][1], f"{where}.base", _IMAGE_REF,
-                                    "an image reference like public.ecr.aws/lambda/"
-                                    "python:3.11") or base
+                base = (
+                    check.string(
+                        fields["base"][1],
+                        f"{where}.base",
+                        _IMAGE_REF,
+                        "an image reference like public.ecr.aws/lambda/python:3.11",
+                    )
+                    or base
+                )
             if "digest" in fields:
-                digest = check.string(fields["digest"][1], f"{where}.digest", _DIGEST,
-                                      "a digest like sha256:<64 hex digits>")
+                digest = check.string(
+                    fields["digest"][1],
+                    f"{where}.digest",
+                    _DIGEST,
+                    "a digest like sha256:<64 hex digits>",
+                )
         if "@" in base:
             base, _, pinned = base.partition("@")
             digest = digest or pinned
@@ -375,7 +438,9 @@ def _registry(check: _Checker, node: yaml.Node) -> RegistrySpec | None:
     for key in keys:
         if key not in fields:
             if isinstance(node, yaml.MappingNode):
-                check.problem(node, f"registry.{key}", f"missing; expected {rules[key][1]}")
+                check.problem(
+                    node, f"registry.{key}", f"missing; expected {rules[key][1]}"
+                )
             continue
         pattern, expected = rules[key]
         value = check.string(fields[key][1], f"registry.{key}", pattern, expected)
@@ -399,8 +464,9 @@ def _trust(check: _Checker, node: yaml.Node) -> tuple[Path, ...]:
     fields = check.mapping(node, "trust", ("ca_certificates",))
     found: list[Path] = []
     if "ca_certificates" in fields:
-        for i, item in enumerate(check.sequence(fields["ca_certificates"][1],
-                                                "trust.ca_certificates")):
+        for i, item in enumerate(
+            check.sequence(fields["ca_certificates"][1], "trust.ca_certificates")
+        ):
             where = f"trust.ca_certificates[{i}]"
             cert = check.inside(item, where)
             if cert is None:
@@ -419,14 +485,23 @@ def _python(check: _Checker, node: yaml.Node) -> PythonLayer:
         requirements = check.inside(fields["requirements"][1], "python.requirements")
     packages: list[Path] = []
     if "packages" in fields:
-        for i, item in enumerate(check.sequence(fields["packages"][1], "python.packages")):
+        for i, item in enumerate(
+            check.sequence(fields["packages"][1], "python.packages")
+        ):
             where = f"python.packages[{i}]"
             folder = check.inside(item, where, kind="folder")
             if folder is None:
                 continue
-            if not _PACKAGE.match(folder.name) or not (folder / "__init__.py").is_file():
-                check.problem(item, where, f"{folder.name!r} is not an importable package "
-                              "(a folder with __init__.py and a valid module name)")
+            if (
+                not _PACKAGE.match(folder.name)
+                or not (folder / "__init__.py").is_file()
+            ):
+                check.problem(
+                    item,
+                    where,
+                    f"{folder.name!r} is not an importable package "
+                    "(a folder with __init__.py and a valid module name)",
+                )
                 continue
             packages.append(folder)
     return PythonLayer(requirements=requirements, packages=tuple(packages))
@@ -437,10 +512,21 @@ def _java(check: _Checker, node: yaml.Node) -> JavaLayer:
     repository = MAVEN_CENTRAL
     if "repository" in fields:
         url = re.compile(r"^(https?|file)://\S+$")
-        repository = check.string(fields["repository"][1], "java.repository", url,
-                                  "an http(s):// or file:// URL") or repository
+        repository = (
+            check.string(
+                fields["repository"][1],
+                "java.repository",
+                url,
+                "an http(s):// or file:// URL",
+            )
+            or repository
+        )
     artifacts: list[MavenArtifact] = []
-    items = check.sequence(fields["artifacts"][1], "java.artifacts") if "artifacts" in fields else []
+    items = (
+        check.sequence(fields["artifacts"][1], "java.artifacts")
+        if "artifacts" in fields
+        else []
+    )
     for i, item in enumerate(items):
         where = f"java.artifacts[{i}]"
         entry = check.mapping(item, where, ("coordinates", "sha256"))
@@ -449,10 +535,15 @@ def _java(check: _Checker, node: yaml.Node) -> JavaLayer:
             check.problem(item, f"{where}.{key}", "missing")
         if missing:
             continue
-        coordinates = check.string(entry["coordinates"][1], f"{where}.coordinates",
-                                   _COORDINATES, "group:artifact:version")
-        sha256 = check.string(entry["sha256"][1], f"{where}.sha256", _SHA256,
-                              "64 lowercase hex digits")
+        coordinates = check.string(
+            entry["coordinates"][1],
+            f"{where}.coordinates",
+            _COORDINATES,
+            "group:artifact:version",
+        )
+        sha256 = check.string(
+            entry["sha256"][1], f"{where}.sha256", _SHA256, "64 lowercase hex digits"
+        )
         if coordinates and sha256:
             group, artifact, version = coordinates.split(":")
             artifacts.append(MavenArtifact(group, artifact, version, sha256))
@@ -471,10 +562,14 @@ def _files(check: _Checker, node: yaml.Node) -> tuple[FileCopy, ...]:
             continue
         source = check.inside(entry["source"][1], f"{where}.source")
         target = check.string(entry["target"][1], f"{where}.target")
-        if target is not None and (target.startswith("/") or ".." in Path(target).parts
-                                   or not target.strip()):
-            check.problem(entry["target"][1], f"{where}.target",
-                          f"{target!r} must be a relative path under /var/task without '..'")
+        if target is not None and (
+            target.startswith("/") or ".." in Path(target).parts or not target.strip()
+        ):
+            check.problem(
+                entry["target"][1],
+                f"{where}.target",
+                f"{target!r} must be a relative path under /var/task without '..'",
+            )
             continue
         if source is not None and target is not None:
             found.append(FileCopy(source=source, target=target))
@@ -488,11 +583,18 @@ def _env(check: _Checker, node: yaml.Node) -> dict[str, str]:
         if not _ENV_NAME.match(name):
             check.problem(key_node, where, "not a valid environment variable name")
         elif name in RESERVED_ENV:
-            check.problem(key_node, where, "is set by the Lambda base image and must not "
-                          "be changed; remove it")
+            check.problem(
+                key_node,
+                where,
+                "is set by the Lambda base image and must not be changed; remove it",
+            )
         elif _CREDENTIAL_ENV.search(name):
-            check.problem(key_node, where, "looks like a credential; never bake secrets "
-                          "into an image. Read them at run time (e.g. Secrets Manager)")
+            check.problem(
+                key_node,
+                where,
+                "looks like a credential; never bake secrets "
+                "into an image. Read them at run time (e.g. Secrets Manager)",
+            )
         else:
             value = check.string(value_node, where)
             if value is not None:
@@ -503,12 +605,16 @@ def _env(check: _Checker, node: yaml.Node) -> dict[str, str]:
 def discover(images_dir: Path) -> Iterator[Path]:
     """Every spec file under an images folder, sorted by folder name."""
     if not images_dir.is_dir():
-        raise UsageError(f"images folder {images_dir} not found; run from the project "
-                         "root or pass --images-dir")
+        raise UsageError(
+            f"images folder {images_dir} not found; run from the project "
+            "root or pass --images-dir"
+        )
     yield from sorted(images_dir.glob(f"*/{SPEC_FILE}"))
 
 
-def find(images_dir: Path, runtime_id: str | None, image: str | None) -> list[ImageSpec]:
+def find(
+    images_dir: Path, runtime_id: str | None, image: str | None
+) -> list[ImageSpec]:
     """The specs selected by --image and --runtime (all of them when both are None).
 
     Raises:
@@ -532,12 +638,15 @@ def find(images_dir: Path, runtime_id: str | None, image: str | None) -> list[Im
         return [load(p) for p in paths]
     matching = [p for p in paths if runtime_id in _declared_runtimes(p)]
     if not matching:
-        raise UsageError(f"no spec in {images_dir} declares runtime {runtime_id}; add it "
-                         "to a spec's 'runtimes:' or pass --image")
+        raise UsageError(
+            f"no spec in {images_dir} declares runtime {runtime_id}; add it "
+            "to a spec's 'runtimes:' or pass --image"
+        )
     if len(matching) > 1:
         names = ", ".join(p.parent.name for p in matching)
-        raise UsageError(f"several specs declare {runtime_id} ({names}); pick one with "
-                         "--image")
+        raise UsageError(
+            f"several specs declare {runtime_id} ({names}); pick one with --image"
+        )
     return [load(matching[0])]
 
 
