@@ -197,6 +197,7 @@ class _Checker:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.problems: list[str] = []
+        self.suggested: set[str] = set()  # keys offered for a misspelt key
 
     def problem(self, node: yaml.Node | None, where: str, message: str) -> None:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
@@ -214,19 +215,19 @@ class _Checker:
             key = self.string(key_node, f"{where} key")
             if key is None:
                 continue
+            name = f"{where}.{key}" if where else key
             if key in pairs:
-                self.problem(key_node, f"{where}.{key}", "appears twice; keep one")
+                self.problem(key_node, name, "appears twice; keep one")
                 continue
             if allowed is not None and key not in allowed:
                 hint = difflib.get_close_matches(key, allowed, n=1)
+                self.suggested.update(hint)
                 fix = (
                     f"did you mean {hint[0]!r}?"
                     if hint
                     else f"allowed: {', '.join(allowed)}"
                 )
-                self.problem(
-                    key_node, f"{where}.{key}".lstrip("."), f"unknown key; {fix}"
-                )
+                self.problem(key_node, name, f"unknown key; {fix}")
                 continue
             pairs[key] = (key_node, value_node)
         return pairs
@@ -332,7 +333,8 @@ def load(path: Path) -> ImageSpec:
 def _build(check: _Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
     top = check.mapping(root, "", TOP_KEYS)
     for required in ("runtimes", "registry"):
-        if required not in top and isinstance(root, yaml.MappingNode):
+        misspelt = required in check.suggested
+        if required not in top and not misspelt and isinstance(root, yaml.MappingNode):
             check.problem(root, required, "missing; see README 'Image spec'")
 
     description = ""
