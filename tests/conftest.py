@@ -37,8 +37,12 @@ MIIBszCCAVmgAwIBAgIUZmFrZWZha2VmYWtlZmFrZWZha2UwCgYIKoZIzj0EAwIw
 def write_spec(tmp_path: Path) -> Callable[..., Path]:
     """Write a spec folder (image.yaml plus files) and return the image.yaml path."""
 
-    def write(text: str = MINIMAL_PYTHON, name: str = "python",
-              files: dict[str, str] | None = None, root: Path | None = None) -> Path:
+    def write(
+        text: str = MINIMAL_PYTHON,
+        name: str = "python",
+        files: dict[str, str] | None = None,
+        root: Path | None = None,
+    ) -> Path:
         folder = (root or tmp_path / "images") / name
         folder.mkdir(parents=True, exist_ok=True)
         for rel, content in (files or {}).items():
@@ -60,8 +64,9 @@ class Run:
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str],
-            monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
+def run_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Run]:
     """Run `baseimage ARGS` in-process and return its exit code, stdout and stderr."""
 
     def run(*args: str) -> Run:
@@ -71,7 +76,10 @@ def run_cli(capsys: pytest.CaptureFixture[str],
             cli.main()
         captured = capsys.readouterr()
         code = exit_info.value.code
-        return Run(code=code if isinstance(code, int) else 1, out=captured.out,
-                   err=captured.err)
+        return Run(
+            code=code if isinstance(code, int) else 1,
+            out=captured.out,
+            err=captured.err,
+        )
 
     return run

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 LineSink = Callable[[str], None]
 ProgressSink = Callable[[dict[str, Any]], None]
 _TAIL = 25
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,7 @@ def _drain(
         text = chunk.get("stream") or chunk.get("status")
         if not text:
             continue
-        for line in str(text).splitlines():
+        for line in _ANSI.sub("", str(text)).splitlines():
             if not line.strip():
                 continue
             drained.tail = [*drained.tail[-(_TAIL - 1) :], line]

@@ -34,6 +34,8 @@ _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", r
 TRUST_SCRIPT = r"""#!/bin/sh
 # Installs the certificates in SHARE/ca into the image's trust stores.
 set -eu
+# Lambda's PATH has no sbin, where Debian-like images keep update-ca-certificates.
+PATH="$PATH:/usr/sbin:/sbin"
 share=SHARE
 if command -v update-ca-trust >/dev/null 2>&1; then
     cp "$share"/ca/*.crt /etc/pki/ca-trust/source/anchors/

@@ -18,8 +18,9 @@ def test_validate_all_specs_ok(write_spec, tmp_path, run_cli):
 
 
 def test_validate_reports_every_problem_and_exits_2(write_spec, tmp_path, run_cli):
-    path = write_spec(MINIMAL_PYTHON.replace('"123456789012"', "123456789012")
-                      + "colour: 1\n")
+    path = write_spec(
+        MINIMAL_PYTHON.replace('"123456789012"', "123456789012") + "colour: 1\n"
+    )
 
     result = run_cli("validate", str(path))
 
@@ -49,30 +50,40 @@ def test_validate_json_on_error(write_spec, run_cli):
 def test_unknown_runtime_is_a_usage_error(write_spec, tmp_path, run_cli):
     write_spec()
 
-    result = run_cli("--images-dir", str(tmp_path / "images"), "build",
-                     "--runtime", "nodejs20.x")
+    result = run_cli(
+        "--images-dir", str(tmp_path / "images"), "build", "--runtime", "nodejs20.x"
+    )
 
     assert result.code == 2
-    assert "error: unknown runtime 'nodejs20.x'; known runtimes: python3.10" in result.err
+    assert (
+        "error: unknown runtime 'nodejs20.x'; known runtimes: python3.10" in result.err
+    )
 
 
 def test_bad_version_is_refused_before_anything_runs(write_spec, tmp_path, run_cli):
     write_spec()
 
-    result = run_cli("--images-dir", str(tmp_path / "images"), "publish",
-                     "--version", "1.4")
+    result = run_cli(
+        "--images-dir", str(tmp_path / "images"), "publish", "--version", "1.4"
+    )
 
     assert result.code == 2
-    assert ("error: version '1.4' is not a semantic version such as 1.4.0 or 1.4.0-rc.1"
-            in result.err)
+    assert (
+        "error: version '1.4' is not a semantic version such as 1.4.0 or 1.4.0-rc.1"
+        in result.err
+    )
 
 
 def test_no_docker_engine_exits_6(write_spec, tmp_path, run_cli, monkeypatch):
     write_spec()
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
 
-    result = run_cli("--images-dir", str(tmp_path / "images"), "build",
-                     "--runtime", "python3.11")
+    result = run_cli(
+        "--images-dir", str(tmp_path / "images"), "build", "--runtime", "python3.11"
+    )
 
     assert result.code == 6
-    assert "error: no Docker engine answers at unix:///nonexistent/docker.sock" in result.err
+    assert (
+        "error: no Docker engine answers at unix:///nonexistent/docker.sock"
+        in result.err
+    )

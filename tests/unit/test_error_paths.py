@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import botocore.exceptions
 import pytest
 from botocore.stub import Stubber
 
-import boto3
 from baseimage import engine
 from baseimage.ecr import Ecr
 from baseimage.engine import Auth
@@ -26,15 +26,19 @@ from baseimage.errors import (
 )
 from baseimage.spec import RegistrySpec
 
-REGISTRY = RegistrySpec(repository="company/test", region="us-east-1",
-                        account="123456789012")
+REGISTRY = RegistrySpec(
+    repository="company/test", region="us-east-1", account="123456789012"
+)
 
 
 class FakeApi:
     """Stands in for docker's low-level APIClient, replaying recorded streams."""
 
-    def __init__(self, build: list[dict[str, Any]] | None = None,
-                 push: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        build: list[dict[str, Any]] | None = None,
+        push: list[dict[str, Any]] | None = None,
+    ) -> None:
         self._build = build or []
         self._push = push or []
         self.push_auth: dict[str, str] | None = None
@@ -56,20 +60,29 @@ class FakeClient:
 
 
 def test_build_error_in_stream_carries_the_log(tmp_path):
-    api = FakeApi(build=[
-        {"stream": "Step 1/3 : FROM base\n"},
-        {"stream": "Step 2/3 : RUN pip install nosuchpkg\n"},
-        {"stream": "ERROR: No matching distribution found for nosuchpkg\n"},
-        {"errorDetail": {"code": 1, "message": "The command '/bin/sh -c pip install "
-                         "nosuchpkg' returned a non-zero code: 1"},
-         "error": "The command returned a non-zero code: 1"},
-    ])
+    api = FakeApi(
+        build=[
+            {"stream": "Step 1/3 : FROM base\n"},
+            {"stream": "Step 2/3 : RUN pip install nosuchpkg\n"},
+            {"stream": "ERROR: No matching distribution found for nosuchpkg\n"},
+            {
+                "errorDetail": {
+                    "code": 1,
+                    "message": "The command '/bin/sh -c pip install "
+                    "nosuchpkg' returned a non-zero code: 1",
+                },
+                "error": "The command returned a non-zero code: 1",
+            },
+        ]
+    )
 
     with pytest.raises(BuildFailed) as info:
         engine.build(FakeClient(api), tmp_path, "t:1", {}, lambda line: None)
 
-    assert info.value.message == ("build failed: The command '/bin/sh -c pip install "
-                                  "nosuchpkg' returned a non-zero code: 1")
+    assert info.value.message == (
+        "build failed: The command '/bin/sh -c pip install "
+        "nosuchpkg' returned a non-zero code: 1"
+    )
     assert info.value.log[-1] == "ERROR: No matching distribution found for nosuchpkg"
 
 
@@ -81,10 +94,19 @@ def test_build_without_an_image_id_is_a_failure(tmp_path):
 
 
 def test_push_error_in_stream_is_a_push_failure():
-    api = FakeApi(push=[
-        {"status": "Pushing", "id": "abc", "progressDetail": {"current": 1, "total": 9}},
-        {"errorDetail": {"message": "blob upload unknown"}, "error": "blob upload unknown"},
-    ])
+    api = FakeApi(
+        push=[
+            {
+                "status": "Pushing",
+                "id": "abc",
+                "progressDetail": {"current": 1, "total": 9},
+            },
+            {
+                "errorDetail": {"message": "blob upload unknown"},
+                "error": "blob upload unknown",
+            },
+        ]
+    )
 
     with pytest.raises(PushFailed, match="push of r/x:1 failed: blob upload unknown"):
         engine.push(FakeClient(api), "r/x", "1", Auth("AWS", "s3cret"), lambda c: None)
@@ -98,10 +120,18 @@ def test_push_that_ends_without_a_digest_is_not_published():
 
 
 def test_push_returns_the_digest_and_passes_credentials_per_call():
-    api = FakeApi(push=[{"status": "1: digest: sha256:abc size: 1",
-                         "aux": {"Tag": "1", "Digest": "sha256:abc", "Size": 1}}])
+    api = FakeApi(
+        push=[
+            {
+                "status": "1: digest: sha256:abc size: 1",
+                "aux": {"Tag": "1", "Digest": "sha256:abc", "Size": 1},
+            }
+        ]
+    )
 
-    digest = engine.push(FakeClient(api), "r/x", "1", Auth("AWS", "s3cret"), lambda c: None)
+    digest = engine.push(
+        FakeClient(api), "r/x", "1", Auth("AWS", "s3cret"), lambda c: None
+    )
 
     assert digest == "sha256:abc"
     assert api.push_auth == {"username": "AWS", "password": "s3cret"}
@@ -124,16 +154,19 @@ def test_no_engine_names_the_socket_and_the_fix(monkeypatch):
 
 
 def stubbed_ecr() -> tuple[Ecr, Stubber]:
-    client = boto3.client("ecr", region_name="us-east-1", aws_access_key_id="x",
-                          aws_secret_access_key="x")
+    client = boto3.client(
+        "ecr", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     return Ecr(client, REGISTRY), Stubber(client)
 
 
 def test_expired_credentials_say_to_refresh():
     ecr, stub = stubbed_ecr()
-    stub.add_client_error("get_authorization_token", service_error_code="ExpiredTokenException",
-                          service_message="The security token included in the request "
-                          "is expired")
+    stub.add_client_error(
+        "get_authorization_token",
+        service_error_code="ExpiredTokenException",
+        service_message="The security token included in the request is expired",
+    )
 
     with stub, pytest.raises(CredentialsProblem) as info:
         ecr.login()
@@ -141,7 +174,8 @@ def test_expired_credentials_say_to_refresh():
     assert info.value.message.startswith(
         "AWS refused the credentials for get an authorization token "
         "(ExpiredTokenException: The security token included in the request is expired)"
-        "; refresh them")
+        "; refresh them"
+    )
 
 
 def test_missing_credentials_are_an_environment_problem():
@@ -161,7 +195,9 @@ def test_unreachable_ecr_api_is_named():
     ecr, stub = stubbed_ecr()
 
     def unreachable(*_: Any, **__: Any) -> Any:
-        raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+        raise botocore.exceptions.EndpointConnectionError(
+            endpoint_url="http://127.0.0.1:9"
+        )
 
     ecr.client.describe_images = unreachable
 
@@ -171,10 +207,19 @@ def test_unreachable_ecr_api_is_named():
 
 def test_drifted_repository_is_refused_without_fix():
     ecr, stub = stubbed_ecr()
-    stub.add_response("describe_repositories", {"repositories": [{
-        "repositoryName": "company/test", "repositoryUri": "u",
-        "imageTagMutability": "MUTABLE",
-        "imageScanningConfiguration": {"scanOnPush": False}}]})
+    stub.add_response(
+        "describe_repositories",
+        {
+            "repositories": [
+                {
+                    "repositoryName": "company/test",
+                    "repositoryUri": "u",
+                    "imageTagMutability": "MUTABLE",
+                    "imageScanningConfiguration": {"scanOnPush": False},
+                }
+            ]
+        },
+    )
 
     with stub, pytest.raises(RepositoryDrift) as info:
         ecr.ensure_repository(fix=False)
@@ -188,9 +233,17 @@ def test_drifted_repository_is_refused_without_fix():
 
 def test_login_uses_the_endpoint_override_and_decodes_the_token():
     ecr, stub = stubbed_ecr()
-    stub.add_response("get_authorization_token", {"authorizationData": [{
-        "authorizationToken": "QVdTOnMzY3JldA==",  # AWS:s3cret
-        "proxyEndpoint": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com"}]})
+    stub.add_response(
+        "get_authorization_token",
+        {
+            "authorizationData": [
+                {
+                    "authorizationToken": "QVdTOnMzY3JldA==",  # AWS:s3cret
+                    "proxyEndpoint": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com",
+                }
+            ]
+        },
+    )
 
     with stub:
         login = ecr.login("http://127.0.0.1:5000")

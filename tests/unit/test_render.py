@@ -12,7 +12,9 @@ from baseimage.render import BaseImage
 from tests.conftest import CERT, MINIMAL_PYTHON
 
 DIGEST = "sha256:" + "b" * 64
-FULL = MINIMAL_PYTHON + """\
+FULL = (
+    MINIMAL_PYTHON
+    + """\
 trust:
   ca_certificates: ["certs/ca.pem"]
 python:
@@ -25,6 +27,7 @@ env:
   SERVICE: "orders"
   TRICKY: "a $HOME \\"quoted\\" back\\\\slash"
 """
+)
 FILES = {
     "certs/ca.pem": CERT,
     "requirements.txt": "pyjwt==2.15.1\n",
@@ -35,8 +38,9 @@ FILES = {
 
 
 def base(pull_ref: str = "127.0.0.1:5000/lambda/python:3.11") -> BaseImage:
-    return BaseImage(name="public.ecr.aws/lambda/python:3.11", pull_ref=pull_ref,
-                     digest=DIGEST)
+    return BaseImage(
+        name="public.ecr.aws/lambda/python:3.11", pull_ref=pull_ref, digest=DIGEST
+    )
 
 
 @pytest.fixture
@@ -45,7 +49,9 @@ def full_spec(write_spec) -> spec.ImageSpec:
 
 
 def test_dockerfile_builds_on_the_pinned_mirror_reference(full_spec, tmp_path):
-    ctx = render.render(full_spec, full_spec.runtime("python3.11"), base(), tmp_path / "c")
+    ctx = render.render(
+        full_spec, full_spec.runtime("python3.11"), base(), tmp_path / "c"
+    )
 
     assert f"FROM 127.0.0.1:5000/lambda/python@{DIGEST}\n" in ctx.dockerfile
     assert "ENTRYPOINT" not in ctx.dockerfile and "CMD" not in ctx.dockerfile
@@ -53,19 +59,29 @@ def test_dockerfile_builds_on_the_pinned_mirror_reference(full_spec, tmp_path):
 
 
 def test_layers_go_from_rarely_to_often_changed(full_spec, tmp_path):
-    text = render.render(full_spec, full_spec.runtime("python3.11"), base(),
-                         tmp_path / "c").dockerfile
+    text = render.render(
+        full_spec, full_spec.runtime("python3.11"), base(), tmp_path / "c"
+    ).dockerfile
 
-    order = [text.index(marker) for marker in (
-        "trust-ca.sh", "COPY requirements.txt", "pip install", "COPY packages/",
-        "COPY files/", 'SERVICE="orders"')]
+    order = [
+        text.index(marker)
+        for marker in (
+            "trust-ca.sh",
+            "COPY requirements.txt",
+            "pip install",
+            "COPY packages/",
+            "COPY files/",
+            'SERVICE="orders"',
+        )
+    ]
     assert order == sorted(order)
     assert "--target /var/task" in text and "compileall" in text
 
 
 def test_env_values_are_escaped_for_the_dockerfile(full_spec, tmp_path):
-    text = render.render(full_spec, full_spec.runtime("python3.11"), base(),
-                         tmp_path / "c").dockerfile
+    text = render.render(
+        full_spec, full_spec.runtime("python3.11"), base(), tmp_path / "c"
+    ).dockerfile
 
     assert 'TRICKY="a \\$HOME \\"quoted\\" back\\\\slash"' in text
 
@@ -74,11 +90,14 @@ def test_context_modes_are_fixed_whatever_the_source_modes(full_spec, tmp_path):
     (full_spec.folder / "config" / "logging.json").chmod(0o600)
     (full_spec.folder / "company").chmod(0o700)
 
-    ctx = render.render(full_spec, full_spec.runtime("python3.11"), base(),
-                        tmp_path / "c")
+    ctx = render.render(
+        full_spec, full_spec.runtime("python3.11"), base(), tmp_path / "c"
+    )
 
-    modes = {p.relative_to(ctx.path).as_posix(): stat.S_IMODE(p.stat().st_mode)
-             for p in ctx.path.rglob("*")}
+    modes = {
+        p.relative_to(ctx.path).as_posix(): stat.S_IMODE(p.stat().st_mode)
+        for p in ctx.path.rglob("*")
+    }
     assert modes["files/company/logging.json"] == 0o644
     assert modes["packages/company"] == 0o755
     assert set(modes.values()) == {0o644, 0o755}
@@ -88,20 +107,28 @@ def test_certificates_are_split_one_per_file(full_spec, tmp_path):
     bundle = tmp_path / "bundle.pem"
     bundle.write_text(CERT + CERT)
 
-    ctx = render.render(full_spec, full_spec.runtime("python3.11"), base(),
-                        tmp_path / "c", extra_ca=bundle)
+    ctx = render.render(
+        full_spec,
+        full_spec.runtime("python3.11"),
+        base(),
+        tmp_path / "c",
+        extra_ca=bundle,
+    )
 
     names = sorted(p.name for p in (ctx.path / "ca").iterdir())
     assert names == ["build-network-000.crt", "build-network-001.crt", "ca-000.crt"]
 
 
-def test_content_hash_is_stable_and_ignores_where_the_base_came_from(full_spec, tmp_path):
+def test_content_hash_is_stable_and_ignores_where_the_base_came_from(
+    full_spec, tmp_path
+):
     rt = full_spec.runtime("python3.11")
 
     first = render.render(full_spec, rt, base(), tmp_path / "a").content_hash
     again = render.render(full_spec, rt, base(), tmp_path / "b").content_hash
-    other_mirror = render.render(full_spec, rt, base("mirror.example/lambda/python:3.11"),
-                                 tmp_path / "c").content_hash
+    other_mirror = render.render(
+        full_spec, rt, base("mirror.example/lambda/python:3.11"), tmp_path / "c"
+    ).content_hash
 
     assert first == again == other_mirror
     assert first.startswith("sha256:") and len(first) == 71
@@ -111,8 +138,9 @@ def test_content_hash_changes_with_config_and_base_digest(full_spec, tmp_path):
     rt = full_spec.runtime("python3.11")
     before = render.render(full_spec, rt, base(), tmp_path / "a").content_hash
 
-    other_base = BaseImage(name=base().name, pull_ref=base().pull_ref,
-                           digest="sha256:" + "c" * 64)
+    other_base = BaseImage(
+        name=base().name, pull_ref=base().pull_ref, digest="sha256:" + "c" * 64
+    )
     rebased = render.render(full_spec, rt, other_base, tmp_path / "b").content_hash
     (full_spec.folder / "config" / "logging.json").write_text('{"level": "DEBUG"}\n')
     reconfigured = render.render(full_spec, rt, base(), tmp_path / "c").content_hash
@@ -124,7 +152,9 @@ def test_java_context_has_no_pip_and_checks_the_jvm(write_spec, tmp_path):
     path = write_spec(MINIMAL_PYTHON.replace("python3.11", "java17"), name="java")
     loaded = spec.load(path)
 
-    text = render.render(loaded, loaded.runtime("java17"), base(), tmp_path / "c").dockerfile
+    text = render.render(
+        loaded, loaded.runtime("java17"), base(), tmp_path / "c"
+    ).dockerfile
 
     assert "pip" not in text
     assert "java.specification.version = 17$" in text
@@ -133,14 +163,26 @@ def test_java_context_has_no_pip_and_checks_the_jvm(write_spec, tmp_path):
 @pytest.mark.parametrize(
     ("reference", "expected"),
     [
-        pytest.param("public.ecr.aws/lambda/python:3.11", "127.0.0.1:5000/lambda/python:3.11",
-                     id="prefix"),
-        pytest.param("public.ecr.aws/lambdax/python:3.11",
-                     "public.ecr.aws/lambdax/python:3.11", id="not-on-a-boundary"),
-        pytest.param("https://repo.maven.apache.org/maven2",
-                     "http://127.0.0.1:8081/maven2", id="whole-url"),
-        pytest.param("public.ecr.aws/lambda/java@sha256:" + "d" * 64,
-                     "127.0.0.1:5000/lambda/java@sha256:" + "d" * 64, id="digest"),
+        pytest.param(
+            "public.ecr.aws/lambda/python:3.11",
+            "127.0.0.1:5000/lambda/python:3.11",
+            id="prefix",
+        ),
+        pytest.param(
+            "public.ecr.aws/lambdax/python:3.11",
+            "public.ecr.aws/lambdax/python:3.11",
+            id="not-on-a-boundary",
+        ),
+        pytest.param(
+            "https://repo.maven.apache.org/maven2",
+            "http://127.0.0.1:8081/maven2",
+            id="whole-url",
+        ),
+        pytest.param(
+            "public.ecr.aws/lambda/java@sha256:" + "d" * 64,
+            "127.0.0.1:5000/lambda/java@sha256:" + "d" * 64,
+            id="digest",
+        ),
     ],
 )
 def test_mirrors_rewrite_on_path_boundaries(reference, expected):
@@ -156,7 +198,10 @@ def test_mirrors_rewrite_on_path_boundaries(reference, expected):
 
 
 def test_from_ref_drops_the_tag_and_pins_the_digest():
-    assert base("reg:5000/lambda/python:3.11").from_ref == f"reg:5000/lambda/python@{DIGEST}"
+    assert (
+        base("reg:5000/lambda/python:3.11").from_ref
+        == f"reg:5000/lambda/python@{DIGEST}"
+    )
     assert base("reg:5000/lambda/python").from_ref == f"reg:5000/lambda/python@{DIGEST}"
 
 

@@ -36,9 +36,12 @@ def test_the_project_specs_are_valid():
 
 def test_digest_in_base_reference_pins_it(write_spec):
     digest = "sha256:" + "a" * 64
-    path = write_spec(MINIMAL_PYTHON.replace(
-        'base: "public.ecr.aws/lambda/python:3.11"',
-        f'base: "public.ecr.aws/lambda/python:3.11@{digest}"'))
+    path = write_spec(
+        MINIMAL_PYTHON.replace(
+            'base: "public.ecr.aws/lambda/python:3.11"',
+            f'base: "public.ecr.aws/lambda/python:3.11@{digest}"',
+        )
+    )
 
     rt = spec.load(path).runtime("python3.11")
 
@@ -49,26 +52,49 @@ def test_digest_in_base_reference_pins_it(write_spec):
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        pytest.param('account: "123456789012"', "account: 123456789012",
-                     ':8: registry.account: expected a 12-digit AWS account id in quotes, '
-                     "but YAML reads '123456789012' as a number; write it in quotes: "
-                     '"123456789012"', id="unquoted-account"),
-        pytest.param("  python3.11:", "  3.11:",
-                     ":3: runtimes key: expected a string, but YAML reads '3.11' as a "
-                     'number; write it in quotes: "3.11"', id="runtime-as-number"),
-        pytest.param("  python3.11:", "  python311:",
-                     ":3: runtimes.python311: unknown runtime; did you mean "
-                     "'python3.11'? known runtimes: python3.10, python3.11, python3.12, "
-                     "python3.13, java11, java17, java21", id="unknown-runtime"),
-        pytest.param("registry:", "registri:",
-                     ":5: registri: unknown key; did you mean 'registry'?",
-                     id="misspelt-key"),
-        pytest.param('region: "us-east-1"', 'region: "Virginia"',
-                     ":7: registry.region: expected an AWS region like us-east-1, got "
-                     "'Virginia'", id="bad-region"),
-        pytest.param('repository: "company/test-base"', 'repository: "Company Base"',
-                     ":6: registry.repository: expected an ECR repository name like "
-                     "company/lambda-base, got 'Company Base'", id="bad-repository"),
+        pytest.param(
+            'account: "123456789012"',
+            "account: 123456789012",
+            ":8: registry.account: expected a 12-digit AWS account id in quotes, "
+            "but YAML reads '123456789012' as a number; write it in quotes: "
+            '"123456789012"',
+            id="unquoted-account",
+        ),
+        pytest.param(
+            "  python3.11:",
+            "  3.11:",
+            ":3: runtimes key: expected a string, but YAML reads '3.11' as a "
+            'number; write it in quotes: "3.11"',
+            id="runtime-as-number",
+        ),
+        pytest.param(
+            "  python3.11:",
+            "  python311:",
+            ":3: runtimes.python311: unknown runtime; did you mean "
+            "'python3.11'? known runtimes: python3.10, python3.11, python3.12, "
+            "python3.13, java11, java17, java21",
+            id="unknown-runtime",
+        ),
+        pytest.param(
+            "registry:",
+            "registri:",
+            ":5: registri: unknown key; did you mean 'registry'?",
+            id="misspelt-key",
+        ),
+        pytest.param(
+            'region: "us-east-1"',
+            'region: "Virginia"',
+            ":7: registry.region: expected an AWS region like us-east-1, got "
+            "'Virginia'",
+            id="bad-region",
+        ),
+        pytest.param(
+            'repository: "company/test-base"',
+            'repository: "Company Base"',
+            ":6: registry.repository: expected an ECR repository name like "
+            "company/lambda-base, got 'Company Base'",
+            id="bad-repository",
+        ),
     ],
 )
 def test_each_mistake_names_line_field_and_fix(write_spec, old, new, expected):
@@ -100,8 +126,10 @@ def test_every_problem_is_reported_at_once(write_spec):
     problems = problems_of(path)
 
     assert len(problems) == 4
-    assert problems[0].endswith("color: unknown key; allowed: description, runtimes, "
-                                "mirrors, registry, trust, python, java, files, env")
+    assert problems[0].endswith(
+        "color: unknown key; allowed: description, runtimes, "
+        "mirrors, registry, trust, python, java, files, env"
+    )
     assert "registry.account" in problems[1]
     assert "env.PATH: is set by the Lambda base image" in problems[2]
     assert "env.DB_PASSWORD: looks like a credential" in problems[3]
@@ -133,16 +161,23 @@ def test_duplicate_key_is_an_error(write_spec):
 
 def test_paths_must_stay_inside_the_spec_folder(write_spec, tmp_path):
     (tmp_path / "outside.pem").write_text(CERT)
-    path = write_spec(MINIMAL_PYTHON + 'trust:\n  ca_certificates: ["../../outside.pem"]\n')
+    path = write_spec(
+        MINIMAL_PYTHON + 'trust:\n  ca_certificates: ["../../outside.pem"]\n'
+    )
 
     [problem] = problems_of(path)
 
-    assert "trust.ca_certificates[0]: '../../outside.pem' is outside the spec folder" in problem
+    assert (
+        "trust.ca_certificates[0]: '../../outside.pem' is outside the spec folder"
+        in problem
+    )
 
 
 def test_symlink_out_of_the_folder_is_refused(write_spec, tmp_path):
     (tmp_path / "secret.txt").write_text("not yours")
-    path = write_spec(MINIMAL_PYTHON + 'files:\n  - source: "link.txt"\n    target: "x"\n')
+    path = write_spec(
+        MINIMAL_PYTHON + 'files:\n  - source: "link.txt"\n    target: "x"\n'
+    )
     os.symlink(tmp_path / "secret.txt", path.parent / "link.txt")
 
     [problem] = problems_of(path)
@@ -151,13 +186,16 @@ def test_symlink_out_of_the_folder_is_refused(write_spec, tmp_path):
 
 
 def test_missing_file_and_bad_target(write_spec):
-    path = write_spec(MINIMAL_PYTHON + 'files:\n  - source: "nope.json"\n'
-                      '    target: "../etc/passwd"\n')
+    path = write_spec(
+        MINIMAL_PYTHON + 'files:\n  - source: "nope.json"\n'
+        '    target: "../etc/passwd"\n'
+    )
 
     problems = problems_of(path)
 
-    assert problems[0].endswith("files[0].source: file 'nope.json' not found in "
-                                f"{path.parent.resolve()}")
+    assert problems[0].endswith(
+        f"files[0].source: file 'nope.json' not found in {path.parent.resolve()}"
+    )
     assert "files[0].target: '../etc/passwd' must be a relative path" in problems[1]
 
 
@@ -166,8 +204,14 @@ def test_python_and_java_layers_are_read(write_spec):
         'python:\n  requirements: "requirements.txt"\n  packages: ["company"]\n'
         'trust:\n  ca_certificates: ["ca.pem"]\n'
     )
-    path = write_spec(text, files={"requirements.txt": "pyjwt==2.15.1\n",
-                                   "company/__init__.py": "", "ca.pem": CERT})
+    path = write_spec(
+        text,
+        files={
+            "requirements.txt": "pyjwt==2.15.1\n",
+            "company/__init__.py": "",
+            "ca.pem": CERT,
+        },
+    )
 
     loaded = spec.load(path)
 
@@ -186,7 +230,9 @@ def test_java_artifact_rules(write_spec):
 
     problems = problems_of(path)
 
-    assert "java.artifacts[0].coordinates: expected group:artifact:version" in problems[0]
+    assert (
+        "java.artifacts[0].coordinates: expected group:artifact:version" in problems[0]
+    )
     assert "java.artifacts[0].sha256: expected 64 lowercase hex digits" in problems[1]
 
 
@@ -216,7 +262,8 @@ def test_find_explains_an_undeclared_runtime(write_spec, tmp_path):
         spec.find(tmp_path / "images", "python3.12", None)
 
     assert "no spec in" in info.value.message and "declares runtime python3.12" in (
-        info.value.message)
+        info.value.message
+    )
 
 
 def test_find_rejects_unknown_runtime_listing_known(write_spec, tmp_path):
