@@ -59,6 +59,9 @@ if command -v java >/dev/null 2>&1; then
     cacerts="$java_home/lib/security/cacerts"
     if [ -x "$keytool" ] && [ -f "$cacerts" ]; then
         for cert in "$share"/ca/*.crt; do
+            # The build network's bundle is for pip during the build; the JVM
+            # fetches nothing then, and a keytool run per public root is slow.
+            case "$cert" in */build-network-*) continue ;; esac
             alias="baseimage-$(basename "$cert" .crt)"
             "$keytool" -delete -alias "$alias" -cacerts -storepass changeit \
                 >/dev/null 2>&1 || true
