@@ -1,17 +1,25 @@
+# shellcheck shell=bash
 # Shared helpers for the local stack scripts. Sourced, never run.
 #
 # Every helper logs to stderr; stdout is reserved for what a script hands back
 # (export lines, digests, checksums).
 
-STACK_STATE_DIR=/var/lib/baseimage-stack
-STACK_LOG_DIR=/var/log/baseimage-stack
-STACK_RUN_DIR=/run/baseimage-stack
-STACK_CACHE_DIR=/var/cache/baseimage-stack
+# The defaults are the stack's documented locations and ports. The
+# BASEIMAGE_STACK_* variables exist to run a second copy beside a live stack
+# (to test these scripts); nothing else should need them.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+{
+    STACK_PREFIX=${BASEIMAGE_STACK_PREFIX:-}
+    STACK_STATE_DIR=$STACK_PREFIX/var/lib/baseimage-stack
+    STACK_LOG_DIR=$STACK_PREFIX/var/log/baseimage-stack
+    STACK_RUN_DIR=$STACK_PREFIX/run/baseimage-stack
+    STACK_CACHE_DIR=$STACK_PREFIX/var/cache/baseimage-stack
 
-REGISTRY_ADDR=127.0.0.1:5000
-MOTO_PORT=5050
-BRIDGE_PORT=5051
-MAVEN_PORT=8081
+    REGISTRY_ADDR=127.0.0.1:${BASEIMAGE_STACK_REGISTRY_PORT:-5000}
+    MOTO_PORT=${BASEIMAGE_STACK_MOTO_PORT:-5050}
+    BRIDGE_PORT=${BASEIMAGE_STACK_BRIDGE_PORT:-5051}
+    MAVEN_PORT=${BASEIMAGE_STACK_MAVEN_PORT:-8081}
+}
 
 log() {
     printf '[%s] %s\n' "${LOG_TAG:-stack}" "$*" >&2
@@ -47,12 +55,20 @@ ensure_packages() {
 }
 
 # pid_alive PIDFILE succeeds when PIDFILE names a process that still runs.
+# A zombie does not count: an exited service whose parent has not reaped it yet
+# still answers kill -0.
 pid_alive() {
-    local pidfile=$1 pid
+    local pidfile=$1 pid state
     [ -s "$pidfile" ] || return 1
     pid=$(cat "$pidfile")
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null
+    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# pid_gone PIDFILE is the opposite of pid_alive, for wait_until.
+pid_gone() {
+    ! pid_alive "$1"
 }
 
 # wait_until TIMEOUT_SECONDS DESCRIPTION COMMAND... polls COMMAND every 0.2 s.
@@ -62,6 +78,7 @@ wait_until() {
     local deadline=$((SECONDS + timeout))
     until "$@" >/dev/null 2>&1; do
         if [ "$SECONDS" -ge "$deadline" ]; then
+            log "gave up waiting for $what after ${timeout} s"
             return 1
         fi
         sleep 0.2
@@ -76,14 +93,15 @@ http_ok() {
 # registry_digest REPO TAG prints the manifest digest the local registry holds
 # for REPO:TAG, or nothing when the tag is absent.
 registry_digest() {
-    local repo=$1 tag=$2
-    curl -fsS -I --max-time 5 \
+    local repo=$1 tag=$2 headers
+    headers=$(curl -fsS -I --max-time 5 \
         -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
         -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
         -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
         -H 'Accept: application/vnd.oci.image.index.v1+json' \
-        "http://${REGISTRY_ADDR}/v2/${repo}/manifests/${tag}" 2>/dev/null |
-        tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}'
+        "http://${REGISTRY_ADDR}/v2/${repo}/manifests/${tag}" 2>/dev/null) || return 0
+    printf '%s\n' "$headers" | tr -d '\r' |
+        awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}'
 }
 
 # python_with MODULE prints a python3 interpreter that can import MODULE.

@@ -173,7 +173,7 @@ def test_java_image_has_verified_jars_on_the_class_path(run_cli, images, docker_
     container = docker_client.containers.create(built["reference"])
     try:
         bits, _ = container.get_archive("/var/task")
-        archive = tarfile.open(fileobj=io.BytesIO(b"".join(bits)))
+        archive = tarfile.open(fileobj=io.BytesIO(b"".join(bits)))  # noqa: SIM115
         members = {m.name: m for m in archive.getmembers()}
         for artifact in loaded.java.artifacts:  # type: ignore[union-attr]
             member = members[f"task/lib/{artifact.filename}"]

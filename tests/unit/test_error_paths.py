@@ -192,7 +192,7 @@ def test_missing_credentials_are_an_environment_problem():
 
 
 def test_unreachable_ecr_api_is_named():
-    ecr, stub = stubbed_ecr()
+    ecr, _ = stubbed_ecr()
 
     def unreachable(*_: Any, **__: Any) -> Any:
         raise botocore.exceptions.EndpointConnectionError(
