@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -25,8 +26,17 @@ def repository_of(folder: Path, name: str) -> str:
 
 
 def publish(run_cli, folder: Path, runtime: str, *extra: str):
-    return run_cli("--images-dir", str(folder), "--json", "publish", "--version", "1.4.0",
-                   "--runtime", runtime, *extra)
+    return run_cli(
+        "--images-dir",
+        str(folder),
+        "--json",
+        "publish",
+        "--version",
+        "1.4.0",
+        "--runtime",
+        runtime,
+        *extra,
+    )
 
 
 def test_publish_then_republish_same_and_changed_content(run_cli, images, ecr):
@@ -42,8 +52,9 @@ def test_publish_then_republish_same_and_changed_content(run_cli, images, ecr):
     assert result["reference"] == f"{ACCOUNT_HOST}/{repo}:1.4.0-python3.11@{digest}"
     assert registry_manifest(repo, "1.4.0-python3.11") == (digest, DOCKER_MANIFEST)
     assert registry_manifest(repo, result["content_tag"])[0] == digest
-    listed = ecr.describe_images(repositoryName=repo,
-                                 imageIds=[{"imageTag": "1.4.0-python3.11"}])
+    listed = ecr.describe_images(
+        repositoryName=repo, imageIds=[{"imageTag": "1.4.0-python3.11"}]
+    )
     assert listed["imageDetails"][0]["imageDigest"] == digest
     settings = ecr.describe_repositories(repositoryNames=[repo])["repositories"][0]
     assert settings["imageTagMutability"] == "IMMUTABLE"
@@ -51,12 +62,21 @@ def test_publish_then_republish_same_and_changed_content(run_cli, images, ecr):
     tags_after_first = registry_tags(repo)
     assert tags_after_first == sorted(["1.4.0-python3.11", result["content_tag"]])
 
-    again = run_cli("--images-dir", str(folder), "publish", "--version", "1.4.0",
-                    "--runtime", "python3.11")
+    again = run_cli(
+        "--images-dir",
+        str(folder),
+        "publish",
+        "--version",
+        "1.4.0",
+        "--runtime",
+        "python3.11",
+    )
 
     assert again.code == 0, again.err
-    assert again.out.strip() == (f"{ACCOUNT_HOST}/{repo}:1.4.0-python3.11@{digest}  "
-                                 "(already published, nothing pushed)")
+    assert again.out.strip() == (
+        f"{ACCOUNT_HOST}/{repo}:1.4.0-python3.11@{digest}  "
+        "(already published, nothing pushed)"
+    )
     assert registry_tags(repo) == tags_after_first
 
     config = folder / "python/config/logging.json"
@@ -64,7 +84,10 @@ def test_publish_then_republish_same_and_changed_content(run_cli, images, ecr):
     changed = publish(run_cli, folder, "python3.11")
 
     assert changed.code == 5
-    assert f"error: {repo}:1.4.0-python3.11 is already published at {digest}" in changed.err
+    assert (
+        f"error: {repo}:1.4.0-python3.11 is already published at {digest}"
+        in changed.err
+    )
     assert "Tags are immutable: bump the version" in changed.err
     assert registry_tags(repo) == tags_after_first
     assert len(ecr.describe_images(repositoryName=repo)["imageDetails"]) == 1
@@ -78,10 +101,14 @@ def test_java_image_publishes(run_cli, images, ecr):
 
     assert published.code == 0, published.err
     [result] = json.loads(published.out)["published"]
-    listed = ecr.describe_images(repositoryName=repo,
-                                 imageIds=[{"imageTag": "1.4.0-java17"}])
+    listed = ecr.describe_images(
+        repositoryName=repo, imageIds=[{"imageTag": "1.4.0-java17"}]
+    )
     assert listed["imageDetails"][0]["imageDigest"] == result["digest"]
-    assert registry_manifest(repo, "1.4.0-java17") == (result["digest"], DOCKER_MANIFEST)
+    assert registry_manifest(repo, "1.4.0-java17") == (
+        result["digest"],
+        DOCKER_MANIFEST,
+    )
 
 
 def test_drifted_repository_is_refused_until_fixed(run_cli, images, ecr):
@@ -92,8 +119,10 @@ def test_drifted_repository_is_refused_until_fixed(run_cli, images, ecr):
     refused = publish(run_cli, folder, "python3.11")
 
     assert refused.code == 5
-    assert (f"error: ECR repository {repo} has tag mutability MUTABLE (want IMMUTABLE); "
-            "scan on push off (want on)") in refused.err
+    assert (
+        f"error: ECR repository {repo} has tag mutability MUTABLE (want IMMUTABLE); "
+        "scan on push off (want on)"
+    ) in refused.err
     assert registry_tags(repo) == []
 
     fixed = publish(run_cli, folder, "python3.11", "--fix-repository")
@@ -104,11 +133,16 @@ def test_drifted_repository_is_refused_until_fixed(run_cli, images, ecr):
     assert settings["imageScanningConfiguration"]["scanOnPush"] is True
 
 
-def test_missing_credentials_stop_before_anything_is_built(run_cli, images, monkeypatch,
-                                                           tmp_path):
+def test_missing_credentials_stop_before_anything_is_built(
+    run_cli, images, monkeypatch, tmp_path
+):
     folder = images("python")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                 "AWS_PROFILE"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
@@ -155,10 +189,12 @@ class DroppingProxy:
             except OSError:  # closed by close()
                 return
             upstream = socket.create_connection(("127.0.0.1", 5000))
-            threading.Thread(target=self._pipe, args=(client, upstream, True),
-                             daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False),
-                             daemon=True).start()
+            threading.Thread(
+                target=self._pipe, args=(client, upstream, True), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pipe, args=(upstream, client, False), daemon=True
+            ).start()
 
     def _pipe(self, source: socket.socket, dest: socket.socket, inspect: bool) -> None:
         try:
@@ -170,10 +206,8 @@ class DroppingProxy:
         except OSError:
             pass
         for sock in (source, dest):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
     def close(self) -> None:
@@ -188,12 +222,14 @@ def dropping_registry() -> Iterator[DroppingProxy]:
     proxy.close()
 
 
-def test_registry_dropping_mid_push_publishes_nothing(run_cli, images, ecr, monkeypatch,
-                                                      dropping_registry):
+def test_registry_dropping_mid_push_publishes_nothing(
+    run_cli, images, ecr, monkeypatch, dropping_registry
+):
     folder = images("python")
     repo = repository_of(folder, "python")
-    monkeypatch.setenv("BASEIMAGE_REGISTRY_ENDPOINT",
-                       f"http://127.0.0.1:{dropping_registry.port}")
+    monkeypatch.setenv(
+        "BASEIMAGE_REGISTRY_ENDPOINT", f"http://127.0.0.1:{dropping_registry.port}"
+    )
 
     failed = publish(run_cli, folder, "python3.11")
 
