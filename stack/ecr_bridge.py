@@ -7,6 +7,13 @@ from the registry and calls ECR ``PutImage`` on moto with the registry's digest,
 so ``DescribeImages`` lists the tag and digest a docker push produced, the way
 real ECR does after a push.
 
+ECR scans on push; moto does not scan until ``StartImageScan`` and then reports
+a fixed placeholder finding. So, for a newly pushed image whose scanning is on
+push (the repository's ``scanOnPush``, or a registry scanning rule), the bridge
+records a completed scan with no findings (this stack has no vulnerability
+scanner) and starts the scan. Results a test registered earlier through moto's
+API come first, so tests can still stage findings of their choice.
+
 Only the Python standard library and boto3 are used. The registry gets its 200
 at once; the work happens on one worker thread, in arrival order.
 """
@@ -18,7 +25,9 @@ import hashlib
 import json
 import logging
 import queue
+import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +48,7 @@ MANIFEST_MEDIA_TYPES = (
 
 # Moto accepts any credentials; these never leave 127.0.0.1.
 DUMMY_KEY_ID = DUMMY_SECRET = "testing"
+DEFAULT_ACCOUNT = "123456789012"  # moto's account for any credentials
 
 
 def error_code(exc: botocore.exceptions.ClientError) -> str:
@@ -48,9 +58,12 @@ def error_code(exc: botocore.exceptions.ClientError) -> str:
 class Bridge:
     """Turns registry push events into ECR PutImage calls."""
 
-    def __init__(self, registry: str, ecr_client: Any) -> None:
+    def __init__(self, registry: str, ecr_client: Any, ecr_endpoint: str = "",
+                 region: str = "us-east-1") -> None:
         self.registry = registry.rstrip("/")
         self.ecr = ecr_client
+        self.ecr_endpoint = ecr_endpoint.rstrip("/")
+        self.region = region
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
 
     def accept(self, envelope: dict[str, Any]) -> None:
@@ -115,6 +128,57 @@ class Bridge:
                 return
             raise
         LOG.info("mirrored %s:%s %s (%s)", repo, tag, digest, media_type)
+        if self.ecr_endpoint and self.scans_on_push(repo):
+            self.scan(repo, digest)
+
+    def scans_on_push(self, repo: str) -> bool:
+        """Whether ECR would scan a push to this repository (registry rules first)."""
+        config = self.ecr.get_registry_scanning_configuration()["scanningConfiguration"]
+        rules = config.get("rules") or []
+        if rules or config.get("scanType") == "ENHANCED":
+            for rule in rules:
+                if rule.get("scanFrequency") not in ("SCAN_ON_PUSH", "CONTINUOUS_SCAN"):
+                    continue
+                for item in rule.get("repositoryFilters") or []:
+                    pattern = "^" + ".*".join(
+                        re.escape(p) for p in item["filter"].split("*")) + "$"
+                    if re.match(pattern, repo):
+                        return True
+            return False
+        found = self.ecr.describe_repositories(repositoryNames=[repo])
+        settings = found["repositories"][0].get("imageScanningConfiguration") or {}
+        return bool(settings.get("scanOnPush"))
+
+    def scan(self, repo: str, digest: str) -> None:
+        """Record a clean completed scan for a pushed image and start it in moto."""
+        result = {
+            "registryId": DEFAULT_ACCOUNT,
+            "repositoryName": repo,
+            "imageId": {"imageDigest": digest},
+            "imageScanStatus": {"status": "COMPLETE",
+                                "description": "The scan was completed successfully."},
+            "imageScanFindings": {
+                "imageScanCompletedAt": time.time(),
+                "vulnerabilitySourceUpdatedAt": time.time(),
+                "findings": [],
+                "findingSeverityCounts": {},
+            },
+        }
+        body = json.dumps({"results": [result], "region": self.region}).encode()
+        request = urllib.request.Request(
+            f"{self.ecr_endpoint}/moto-api/static/ecr/scan-finding-results",
+            data=body, headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+        try:
+            self.ecr.start_image_scan(repositoryName=repo,
+                                      imageId={"imageDigest": digest})
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "LimitExceededException":
+                raise
+            LOG.debug("%s@%s was scanned already today", repo, digest)
+            return
+        LOG.info("scanned %s@%s on push (no scanner here: no findings)", repo, digest)
 
     def repository_exists(self, repo: str) -> bool:
         try:
@@ -195,7 +259,7 @@ def main() -> None:
         aws_access_key_id=DUMMY_KEY_ID,
         aws_secret_access_key=DUMMY_SECRET,
     )
-    bridge = Bridge(args.registry, ecr)
+    bridge = Bridge(args.registry, ecr, args.ecr_endpoint, args.region)
     threading.Thread(target=bridge.run_forever, name="mirror", daemon=True).start()
 
     server = ThreadingHTTPServer((args.listen, args.port), make_handler(bridge))

@@ -41,6 +41,7 @@ BASE_ENV = ("LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "PATH", "LD_LIBRARY_PATH")
 _LISTED = 8  # paths named in one message
 
 Status = Literal["pass", "fail", "warn", "skip"]
+Kind = Literal["file", "dir", "symlink", "hardlink", "other"]
 
 
 @dataclass(frozen=True)
@@ -211,16 +212,11 @@ def config_checks(
     # spec can declare it.
     want_arch = ENGINE_ARCH.get(architecture, architecture)
     arch = attrs.get("Architecture")
-    checks.append(
-        Check(
-            "architecture",
-            "pass" if arch == want_arch else "fail",
-            f"{arch}"
-            if arch == want_arch
-            else f"image is {arch}, the function "
-            f"architecture {architecture} needs {want_arch}",
-        )
-    )
+    if arch == want_arch:
+        checks.append(Check("architecture", "pass", f"{arch}"))
+    else:
+        detail = f"image is {arch}; a {architecture} function needs {want_arch}"
+        checks.append(Check("architecture", "fail", detail))
 
     size = int(attrs.get("Size") or 0)
     if size >= LAMBDA_SIZE_LIMIT:
@@ -267,7 +263,7 @@ class Entry:
     """One path of the image's file system, as the export's tar header has it."""
 
     path: str
-    kind: Literal["file", "dir", "symlink", "hardlink", "other"]
+    kind: Kind
     mode: int
     target: str = ""
 
@@ -298,9 +294,7 @@ def read_tree(fileobj: IO[bytes]) -> FileTree:
     return tree
 
 
-def _kind(
-    member: tarfile.TarInfo,
-) -> Literal["file", "dir", "symlink", "hardlink", "other"]:
+def _kind(member: tarfile.TarInfo) -> Kind:
     if member.isfile():
         return "file"
     if member.isdir():

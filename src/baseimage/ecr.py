@@ -26,7 +26,7 @@ from baseimage.errors import (
     RegistryUnavailable,
     RepositoryDrift,
 )
-from baseimage.spec import RegistrySpec
+from baseimage.repo_spec import RegistrySpec
 
 log = logging.getLogger(__name__)
 

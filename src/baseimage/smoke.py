@@ -28,7 +28,7 @@ from baseimage.builder import LABEL_PREFIX
 from baseimage.contract import DEFAULT_SIZE_WARNING, Check
 from baseimage.errors import EngineUnavailable, EnvironmentProblem
 from baseimage.probes import Probe
-from baseimage.runtime_api import Invocation, RuntimeApi
+from baseimage.runtime_api import ErrorReport, Invocation, RuntimeApi
 from baseimage.spec import ImageSpec, RuntimeSpec
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ CONTAINER_LABEL = f"{LABEL_PREFIX}.smoke-test"
 _EXCERPT_LINES = 40
 _TAIL_LINES = 15
 _TABLE_DETAIL_LINES = 12
+_NOISE_FRAMES = ('"<frozen importlib', '/importlib/__init__.py"', "/baseimage_probe.py")
 _STYLES = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
 
 
@@ -186,7 +187,11 @@ def _run(
                 user=LAMBDA_USER,
                 read_only=True,
                 tmpfs={"/tmp": "rw,size=64m"},
-                network_mode="host",  # so the runtime reaches 127.0.0.1
+                # Host networking, so the runtime reaches our server on 127.0.0.1.
+                # Shortcoming: the function can reach whatever the host reaches,
+                # including an EC2 instance metadata service on a CI runner, which
+                # Lambda never offers. Block 169.254.169.254 on such runners.
+                network_mode="host",
                 environment=environment,
                 volumes=probe.mounts,
                 mem_limit=f"{MEMORY_MB}m",
@@ -207,6 +212,8 @@ def _run(
                 event(probe.marker), timeout, give_up=_exited(container)
             )
             first = api.first_poll_at
+            # Shortcoming: this includes the engine's container start (tens of ms),
+            # which Lambda's reported Init Duration does not.
             init_ms = (first - started) * 1000 if first is not None else None
             exit_code = _exit_code(container)
             stdout = _logs(container, stdout=True, stderr=False)
@@ -294,38 +301,45 @@ def _remove(container: Any) -> None:
 
 def _runtime_checks(run: _Run, timeout: float) -> list[Check]:
     invocation = run.invocation
-    tail = "\n".join(run.combined[-_TAIL_LINES:]) or "(no output)"
+    tail = run.combined[-_TAIL_LINES:] or ["(no output)"]
+    shown_tail = f"\nlast lines:\n{chr(10).join(tail)}" if len(tail) > 1 else ""
     if invocation.status == "init_error" and invocation.error is not None:
-        detail = invocation.error.describe()
+        detail = _describe(invocation.error)
         return [Check("init", "fail", f"the function failed to initialise: {detail}")]
     if run.init_ms is None:
         what = (
-            f"exited with status {run.exit_code}"
+            f"exited with status {run.exit_code}: {tail[-1]}"
             if run.exit_code is not None
             else f"did not ask for an event within {timeout:.0f} s"
         )
-        return [
-            Check(
-                "init",
-                "fail",
-                f"the runtime never started: the container {what}; last lines:\n{tail}",
-            )
-        ]
+        detail = f"the runtime never started: the container {what}{shown_tail}"
+        return [Check("init", "fail", detail)]
 
     init = Check("init", "pass", f"{run.init_ms:.0f} ms to the first event request")
     if invocation.status == "ok":
         detail = f"answered in {invocation.duration_ms:.0f} ms"
         return [init, Check("invocation", "pass", detail)]
     if invocation.status == "error" and invocation.error is not None:
-        detail = f"the handler failed: {invocation.error.describe()}"
+        detail = f"the handler failed: {_describe(invocation.error)}"
     elif invocation.status == "timeout":
-        detail = f"no answer within {timeout:.0f} s; last lines:\n{tail}"
+        detail = f"no answer within {timeout:.0f} s{shown_tail}"
     else:
         detail = (
-            f"the container exited with status {run.exit_code} before answering; "
-            f"last lines:\n{tail}"
+            f"the container exited with status {run.exit_code} before answering: "
+            f"{tail[-1]}{shown_tail}"
         )
     return [init, Check("invocation", "fail", detail)]
+
+
+def _describe(error: ErrorReport) -> str:
+    """The runtime's error report without the frames of importlib and the probe."""
+    frames = [
+        frame
+        for frame in error.stack_trace
+        if not any(noise in frame for noise in _NOISE_FRAMES)
+    ]
+    head = f"{error.type}: {error.message}" if error.message else error.type
+    return "\n".join([head, *frames])
 
 
 def _probe_body(invocation: Invocation) -> dict[str, Any] | None:
@@ -390,8 +404,10 @@ def summary_table(report: TestReport) -> Table:
     for check in report.checks:
         lines = check.detail.splitlines()
         if len(lines) > _TABLE_DETAIL_LINES:
-            hidden = len(lines) - _TABLE_DETAIL_LINES
-            lines = [*lines[:_TABLE_DETAIL_LINES], f"... {hidden} more lines (--json)"]
+            # Keep the summary line and the end, where a traceback says what broke.
+            tail = lines[-(_TABLE_DETAIL_LINES - 2) :]
+            hidden = len(lines) - 1 - len(tail)
+            lines = [lines[0], f"... {hidden} lines left out (all in --json)", *tail]
         table.add_row(
             check.name,
             Text(check.status, style=_STYLES.get(check.status, "")),

@@ -19,21 +19,17 @@ import yaml
 
 from baseimage import runtimes
 from baseimage.errors import SpecInvalid, UsageError
+from baseimage.repo_spec import RegistrySpec, ScanPolicy, parse_registry, parse_scan
 from baseimage.runtimes import Runtime
+from baseimage.yamlcheck import Checker
 
 log = logging.getLogger(__name__)
 
 SPEC_FILE = "image.yaml"
 MAVEN_CENTRAL = "https://repo.maven.apache.org/maven2"
 
-_STR = "tag:yaml.org,2002:str"
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_ACCOUNT = re.compile(r"^[0-9]{12}$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
-_REPOSITORY = re.compile(
-    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
-)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COORDINATES = re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.+-]+$")
 _PACKAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -63,6 +59,7 @@ TOP_KEYS = (
     "java",
     "files",
     "env",
+    "scan",
 )
 
 
@@ -78,20 +75,6 @@ class RuntimeSpec:
     def pinned(self) -> bool:
         """True when the base image is pinned by digest."""
         return self.digest is not None
-
-
-@dataclass(frozen=True)
-class RegistrySpec:
-    """The ECR repository images are published to."""
-
-    repository: str
-    region: str
-    account: str
-
-    @property
-    def host(self) -> str:
-        """The ECR registry host for this account and region."""
-        return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com"
 
 
 @dataclass(frozen=True)
@@ -157,6 +140,7 @@ class ImageSpec:
     java: JavaLayer | None = None
     files: tuple[FileCopy, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    scan: ScanPolicy = field(default_factory=ScanPolicy)
 
     @property
     def folder(self) -> Path:
@@ -191,117 +175,6 @@ class ImageSpec:
         return found
 
 
-class _Checker:
-    """Walks composed YAML nodes and collects problems with their line numbers."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.problems: list[str] = []
-        self.suggested: set[str] = set()  # keys offered for a misspelt key
-
-    def problem(self, node: yaml.Node | None, where: str, message: str) -> None:
-        line = f":{node.start_mark.line + 1}" if node is not None else ""
-        self.problems.append(f"{self.path}{line}: {where}: {message}")
-
-    def mapping(
-        self, node: yaml.Node, where: str, allowed: tuple[str, ...] | None = None
-    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        """The pairs of a mapping node by key; unknown keys are reported."""
-        if not isinstance(node, yaml.MappingNode):
-            self.problem(node, where, f"expected a mapping, got {_kind(node)}")
-            return {}
-        pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-        for key_node, value_node in node.value:
-            key = self.string(key_node, f"{where} key")
-            if key is None:
-                continue
-            name = f"{where}.{key}" if where else key
-            if key in pairs:
-                self.problem(key_node, name, "appears twice; keep one")
-                continue
-            if allowed is not None and key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
-                self.suggested.update(hint)
-                fix = (
-                    f"did you mean {hint[0]!r}?"
-                    if hint
-                    else f"allowed: {', '.join(allowed)}"
-                )
-                self.problem(key_node, name, f"unknown key; {fix}")
-                continue
-            pairs[key] = (key_node, value_node)
-        return pairs
-
-    def string(
-        self,
-        node: yaml.Node,
-        where: str,
-        pattern: re.Pattern[str] | None = None,
-        expected: str = "a string",
-    ) -> str | None:
-        """A scalar that YAML read as a string, optionally matching a pattern."""
-        if not isinstance(node, yaml.ScalarNode):
-            self.problem(node, where, f"expected {expected}, got {_kind(node)}")
-            return None
-        if node.tag != _STR:
-            guessed = _kind(node)
-            self.problem(
-                node,
-                where,
-                f"expected {expected}, but YAML reads {node.value!r} as {guessed}; "
-                f'write it in quotes: "{node.value}"',
-            )
-            return None
-        value: str = node.value
-        if pattern is not None and not pattern.match(value):
-            self.problem(node, where, f"expected {expected}, got {value!r}")
-            return None
-        return value
-
-    def sequence(self, node: yaml.Node, where: str) -> list[yaml.Node]:
-        if not isinstance(node, yaml.SequenceNode):
-            self.problem(node, where, f"expected a list, got {_kind(node)}")
-            return []
-        return list(node.value)
-
-    def inside(self, node: yaml.Node, where: str, kind: str = "file") -> Path | None:
-        """A path relative to the spec folder that exists and stays inside it."""
-        value = self.string(
-            node, where, expected=f"a {kind} path inside the spec folder"
-        )
-        if value is None:
-            return None
-        folder = self.path.parent.resolve()
-        candidate = (folder / value).resolve()
-        if Path(value).is_absolute() or not candidate.is_relative_to(folder):
-            self.problem(
-                node,
-                where,
-                f"{value!r} is outside the spec folder {folder}; "
-                "copy the file into the folder and name it relative to it",
-            )
-            return None
-        exists = candidate.is_dir() if kind == "folder" else candidate.is_file()
-        if not exists:
-            self.problem(node, where, f"{kind} {value!r} not found in {folder}")
-            return None
-        return candidate
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    return {
-        "tag:yaml.org,2002:int": "a number",
-        "tag:yaml.org,2002:float": "a number",
-        "tag:yaml.org,2002:bool": "a boolean",
-        "tag:yaml.org,2002:null": "nothing (null)",
-        "tag:yaml.org,2002:timestamp": "a date",
-    }.get(node.tag, "a string")
-
-
 def load(path: Path) -> ImageSpec:
     """Load and validate one image spec (a file, or a folder holding image.yaml).
 
@@ -323,14 +196,14 @@ def load(path: Path) -> ImageSpec:
     if root is None:
         raise SpecInvalid([f"{path}: the spec is empty; see README 'Image spec'"])
 
-    check = _Checker(path)
+    check = Checker(path)
     spec = _build(check, root, path)
     if check.problems or spec is None:
         raise SpecInvalid(check.problems)
     return spec
 
 
-def _build(check: _Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
+def _build(check: Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
     top = check.mapping(root, "", TOP_KEYS)
     for required in ("runtimes", "registry"):
         misspelt = required in check.suggested
@@ -341,7 +214,7 @@ def _build(check: _Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
     if "description" in top:
         description = check.string(top["description"][1], "description") or ""
     specs_by_runtime = _runtimes(check, top["runtimes"][1]) if "runtimes" in top else {}
-    registry = _registry(check, top["registry"][1]) if "registry" in top else None
+    registry = parse_registry(check, top["registry"][1]) if "registry" in top else None
     mirrors = (
         _string_map(check, top["mirrors"][1], "mirrors") if "mirrors" in top else {}
     )
@@ -350,6 +223,7 @@ def _build(check: _Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
     java = _java(check, top["java"][1]) if "java" in top else None
     files = _files(check, top["files"][1]) if "files" in top else ()
     env = _env(check, top["env"][1]) if "env" in top else {}
+    scan = parse_scan(check, top["scan"][1]) if "scan" in top else ScanPolicy()
 
     families = {r.runtime.family for r in specs_by_runtime.values()}
     if len(families) > 1:
@@ -379,10 +253,11 @@ def _build(check: _Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
         java=java,
         files=files,
         env=env,
+        scan=scan,
     )
 
 
-def _runtimes(check: _Checker, node: yaml.Node) -> dict[str, RuntimeSpec]:
+def _runtimes(check: Checker, node: yaml.Node) -> dict[str, RuntimeSpec]:
     found: dict[str, RuntimeSpec] = {}
     pairs = check.mapping(node, "runtimes")
     if isinstance(node, yaml.MappingNode) and not node.value:
@@ -428,32 +303,7 @@ def _runtimes(check: _Checker, node: yaml.Node) -> dict[str, RuntimeSpec]:
     return found
 
 
-def _registry(check: _Checker, node: yaml.Node) -> RegistrySpec | None:
-    keys = ("repository", "region", "account")
-    fields = check.mapping(node, "registry", keys)
-    values: dict[str, str] = {}
-    rules = {
-        "repository": (_REPOSITORY, "an ECR repository name like company/lambda-base"),
-        "region": (_REGION, "an AWS region like us-east-1"),
-        "account": (_ACCOUNT, "a 12-digit AWS account id in quotes"),
-    }
-    for key in keys:
-        if key not in fields:
-            if isinstance(node, yaml.MappingNode):
-                check.problem(
-                    node, f"registry.{key}", f"missing; expected {rules[key][1]}"
-                )
-            continue
-        pattern, expected = rules[key]
-        value = check.string(fields[key][1], f"registry.{key}", pattern, expected)
-        if value is not None:
-            values[key] = value
-    if len(values) != len(keys):
-        return None
-    return RegistrySpec(**values)
-
-
-def _string_map(check: _Checker, node: yaml.Node, where: str) -> dict[str, str]:
+def _string_map(check: Checker, node: yaml.Node, where: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for key, (_, value_node) in check.mapping(node, where).items():
         value = check.string(value_node, f"{where}.{key}")
@@ -462,7 +312,7 @@ def _string_map(check: _Checker, node: yaml.Node, where: str) -> dict[str, str]:
     return result
 
 
-def _trust(check: _Checker, node: yaml.Node) -> tuple[Path, ...]:
+def _trust(check: Checker, node: yaml.Node) -> tuple[Path, ...]:
     fields = check.mapping(node, "trust", ("ca_certificates",))
     found: list[Path] = []
     if "ca_certificates" in fields:
@@ -480,7 +330,7 @@ def _trust(check: _Checker, node: yaml.Node) -> tuple[Path, ...]:
     return tuple(found)
 
 
-def _python(check: _Checker, node: yaml.Node) -> PythonLayer:
+def _python(check: Checker, node: yaml.Node) -> PythonLayer:
     fields = check.mapping(node, "python", ("requirements", "packages"))
     requirements = None
     if "requirements" in fields:
@@ -509,7 +359,7 @@ def _python(check: _Checker, node: yaml.Node) -> PythonLayer:
     return PythonLayer(requirements=requirements, packages=tuple(packages))
 
 
-def _java(check: _Checker, node: yaml.Node) -> JavaLayer:
+def _java(check: Checker, node: yaml.Node) -> JavaLayer:
     fields = check.mapping(node, "java", ("repository", "artifacts"))
     repository = MAVEN_CENTRAL
     if "repository" in fields:
@@ -552,7 +402,7 @@ def _java(check: _Checker, node: yaml.Node) -> JavaLayer:
     return JavaLayer(repository=repository, artifacts=tuple(artifacts))
 
 
-def _files(check: _Checker, node: yaml.Node) -> tuple[FileCopy, ...]:
+def _files(check: Checker, node: yaml.Node) -> tuple[FileCopy, ...]:
     found: list[FileCopy] = []
     for i, item in enumerate(check.sequence(node, "files")):
         where = f"files[{i}]"
@@ -578,7 +428,7 @@ def _files(check: _Checker, node: yaml.Node) -> tuple[FileCopy, ...]:
     return tuple(found)
 
 
-def _env(check: _Checker, node: yaml.Node) -> dict[str, str]:
+def _env(check: Checker, node: yaml.Node) -> dict[str, str]:
     env: dict[str, str] = {}
     for name, (key_node, value_node) in check.mapping(node, "env").items():
         where = f"env.{name}"

@@ -359,4 +359,4 @@ def test_architecture_must_match(loaded_spec):
     check = by_name(config_checks(built, None, loaded_spec))["architecture"]
 
     assert check.status == "fail"
-    assert "x86_64 needs amd64" in check.detail
+    assert "image is arm64; a x86_64 function needs amd64" in check.detail

@@ -24,7 +24,7 @@ from baseimage.errors import (
     RegistryUnavailable,
     RepositoryDrift,
 )
-from baseimage.spec import RegistrySpec
+from baseimage.repo_spec import RegistrySpec
 
 REGISTRY = RegistrySpec(
     repository="company/test", region="us-east-1", account="123456789012"

@@ -128,7 +128,7 @@ def test_every_problem_is_reported_at_once(write_spec):
     assert len(problems) == 4
     assert problems[0].endswith(
         "color: unknown key; allowed: description, runtimes, "
-        "mirrors, registry, trust, python, java, files, env"
+        "mirrors, registry, trust, python, java, files, env, scan"
     )
     assert "registry.account" in problems[1]
     assert "env.PATH: is set by the Lambda base image" in problems[2]

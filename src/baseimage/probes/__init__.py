@@ -136,11 +136,19 @@ def _imports(body: dict[str, Any]) -> Check:
     what = "modules" if "imports" in body else "classes"
     failed = [i for i in imports if not i.get("ok")]
     if failed:
-        detail = "\n".join(
-            f"{i.get('module') or i.get('name')}: {_trace(i.get('error'))}"
-            for i in failed
+        # Submodules of a broken package fail with the same traceback: show it once.
+        by_trace: dict[str, list[str]] = {}
+        for item in failed:
+            name = str(item.get("module") or item.get("name"))
+            by_trace.setdefault(_trace(item.get("error")), []).append(name)
+        names = [name for group in by_trace.values() for name in group]
+        first = next(iter(by_trace)).splitlines() or ["unknown error"]
+        traces = "\n".join(f"{', '.join(n)}: {t}" for t, n in by_trace.items())
+        return Check(
+            "company imports",
+            "fail",
+            f"cannot load {', '.join(names)}: {first[-1]}\n{traces}",
         )
-        return Check("company imports", "fail", f"cannot load {len(failed)}:\n{detail}")
     if not imports:
         return Check("company imports", "skip", f"the spec declares no company {what}")
     ms = body.get("import_ms") or 0.0
@@ -342,7 +350,17 @@ def judge_java(
         for f in spec.files
         if Path(f.target).name.startswith("log4j2")
     ]
-    if wanted and path not in wanted:
+    if "location_error" in logging:
+        context = logging.get("context")
+        checks.append(
+            Check(
+                "logging configuration",
+                "fail",
+                f"Log4j has no configuration to report (its context is {context}, so "
+                f"log4j-core is not in use): {logging['location_error']}",
+            )
+        )
+    elif wanted and path not in wanted:
         found = path if location not in ("", "null") else "its default configuration"
         checks.append(
             Check(
@@ -374,7 +392,7 @@ def structured_log_check(stdout: list[str], marker: str) -> Check:
         except ValueError:
             return Check("structured log line", "fail", f"not JSON: {line[:200]}")
         if isinstance(document, dict):
-            return Check("structured log line", "pass", line.strip()[:200])
+            return Check("structured log line", "pass", line.strip())
     return Check(
         "structured log line",
         "fail",

@@ -70,6 +70,25 @@ def _company_modules() -> list[str]:
     return modules
 
 
+def _traceback() -> str:
+    """The current exception's traceback without the probe's and importlib's frames."""
+    kind, value, tb = sys.exc_info()
+    frames = [
+        frame
+        for frame in traceback.extract_tb(tb)
+        if frame.filename != __file__
+        and not frame.filename.startswith("<frozen importlib")
+        and not frame.filename.endswith(os.path.join("importlib", "__init__.py"))
+    ]
+    return "".join(
+        [
+            "Traceback (most recent call last):\n",
+            *traceback.format_list(frames),
+            *traceback.format_exception_only(kind, value),
+        ]
+    )
+
+
 def _import_all(names: list[str]) -> tuple[float, list[dict[str, Any]]]:
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -83,7 +102,7 @@ def _import_all(names: list[str]) -> tuple[float, list[dict[str, Any]]]:
                     "module": name,
                     "ok": False,
                     "ms": (time.perf_counter() - one) * 1000,
-                    "error": traceback.format_exc(),
+                    "error": _traceback(),
                 }
             )
         else:
@@ -205,6 +224,9 @@ def _dependency_check() -> dict[str, Any]:
         owner = f"{dist.metadata['Name']} {dist.version}"
         for text in dist.requires or []:
             requirement = requirement_type(text)
+            # Shortcoming: requirements behind extras (e.g. PyJWT[crypto]) are not
+            # checked, as the extras a distribution was installed with are not
+            # recorded; only unconditional requirements are.
             if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
                 continue
             checked += 1
@@ -274,7 +296,9 @@ def _pyc_state(source: str) -> str:
 # the loader's cache lookup fails for paths under it, as if the image shipped no
 # .pyc files (and nothing is written, the file system being read-only in Lambda).
 # Modules elsewhere (the standard library) keep their bytecode, so the difference is
-# the company layer's alone.
+# the company layer's alone. Shortcoming: this leans on CPython's frozen importlib
+# looking up `cache_from_source` at call time; where it does not, the timing without
+# bytecode is reported as unavailable rather than measured some other way.
 _TIMER = """
 import importlib, json, sys, time
 names, mode, root = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] + "/"
