@@ -20,7 +20,7 @@ export AWS_ENDPOINT_URL_ECR ?= http://127.0.0.1:5050
 export AWS_DEFAULT_REGION ?= us-east-1
 export AWS_ACCESS_KEY_ID ?= local-stack-dummy
 export AWS_SECRET_ACCESS_KEY ?= local-stack-dummy
-export BASEIMAGE_REGISTRY_ENDPOINT ?= http://127.0.0.1:5000
+export BASEIMAGE_REGISTRY_ENDPOINT ?= us-east-1=http://127.0.0.1:5000,eu-west-1=http://127.0.0.1:5002
 # This machine's outbound TLS is inspected: builds must trust its CA bundle.
 export BASEIMAGE_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 

@@ -4,8 +4,10 @@
 #
 # Usage: stack/down.sh [--all]
 #   --all   also stop dockerd, but only if up.sh started it.
-# Registry storage (/var/lib/baseimage-stack/registry) is kept; moto keeps its
-# state in memory, so its ECR repositories are gone after a restart.
+# That is every region's registry and ECR bridge (STACK_REGIONS in lib.sh), moto
+# and the Maven server. Registry storage (/var/lib/baseimage-stack/registry and
+# registry-REGION) is kept; moto keeps its state in memory, so its ECR
+# repositories are gone after a restart.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -51,9 +53,21 @@ main() {
         *) die "usage: $0 [--all]" ;;
     esac
 
-    stop registry 'docker-registry'
+    check_regions
+    # The patterns name the region's own configuration and port, so a pid reused
+    # by another region's service is not mistaken for this one.
+    local row region bridge_port suffix
+    for row in "${STACK_REGIONS[@]}"; do
+        read -r region _ <<<"$row"
+        suffix=$(region_suffix "$region")
+        stop "registry$suffix" "docker-registry serve $STACK_STATE_DIR/registry$suffix.yml"
+    done
     stop moto 'moto_server'
-    stop ecr-bridge 'ecr_bridge.py'
+    for row in "${STACK_REGIONS[@]}"; do
+        read -r region _ bridge_port <<<"$row"
+        suffix=$(region_suffix "$region")
+        stop "ecr-bridge$suffix" "ecr_bridge.py --port $bridge_port "
+    done
     stop maven 'http.server'
 
     if [ "$all" = yes ]; then

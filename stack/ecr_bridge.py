@@ -264,11 +264,12 @@ def main() -> None:
 
     server = ThreadingHTTPServer((args.listen, args.port), make_handler(bridge))
     LOG.info(
-        "listening on %s:%d; registry %s; ECR %s",
+        "listening on %s:%d; registry %s; ECR %s, region %s",
         args.listen,
         args.port,
         args.registry,
         args.ecr_endpoint,
+        args.region,
     )
     server.serve_forever()
 

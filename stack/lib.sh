@@ -15,10 +15,54 @@
     STACK_RUN_DIR=$STACK_PREFIX/run/baseimage-stack
     STACK_CACHE_DIR=$STACK_PREFIX/var/cache/baseimage-stack
 
-    REGISTRY_ADDR=127.0.0.1:${BASEIMAGE_STACK_REGISTRY_PORT:-5000}
     MOTO_PORT=${BASEIMAGE_STACK_MOTO_PORT:-5050}
-    BRIDGE_PORT=${BASEIMAGE_STACK_BRIDGE_PORT:-5051}
     MAVEN_PORT=${BASEIMAGE_STACK_MAVEN_PORT:-8081}
+
+    # The regions the stack serves, one "REGION REGISTRY_PORT BRIDGE_PORT" row
+    # each. All regions share the one moto ECR API (moto keeps them apart by the
+    # signing region), but each region has its own registry and ECR bridge: one
+    # registry holding company/x for two regions would mix their tags.
+    # The first row is the primary region. Its services keep the plain names
+    # (registry, ecr-bridge, registry.yml, registry/); the others' names end in
+    # -REGION (see region_suffix). BASEIMAGE_STACK_REGIONS replaces the whole
+    # table, rows separated by commas.
+    if [ -n "${BASEIMAGE_STACK_REGIONS:-}" ]; then
+        IFS=, read -r -a STACK_REGIONS <<<"$BASEIMAGE_STACK_REGIONS"
+    else
+        STACK_REGIONS=(
+            "us-east-1 ${BASEIMAGE_STACK_REGISTRY_PORT:-5000} ${BASEIMAGE_STACK_BRIDGE_PORT:-5051}"
+            "eu-west-1 5002 5053"
+        )
+    fi
+    read -r STACK_PRIMARY_REGION REGISTRY_PORT _ <<<"${STACK_REGIONS[0]}"
+    # The primary region's registry: standins.sh pushes there, registry_digest reads it.
+    REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT
+}
+
+# region_suffix REGION prints nothing for the primary region and -REGION for
+# the others. Service names (pid files, logs) and the registry's configuration
+# and storage carry it: registry-eu-west-1.pid, ecr-bridge-eu-west-1.log, ...
+region_suffix() {
+    [ "$1" = "$STACK_PRIMARY_REGION" ] || printf -- '-%s' "$1"
+}
+
+# check_regions dies unless every STACK_REGIONS row is "REGION REGISTRY_PORT
+# BRIDGE_PORT" and no region or port is used twice (moto's and Maven's included).
+check_regions() {
+    local row region registry_port bridge_port extra seen=" $MOTO_PORT $MAVEN_PORT "
+    [ "${#STACK_REGIONS[@]}" -gt 0 ] || die "no regions configured"
+    for row in "${STACK_REGIONS[@]}"; do
+        read -r region registry_port bridge_port extra <<<"$row"
+        [[ "$region" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ && "$registry_port" =~ ^[0-9]+$ &&
+            "$bridge_port" =~ ^[0-9]+$ && "$registry_port" != "$bridge_port" &&
+            -z "$extra" ]] ||
+            die "bad region row '$row' (want: REGION REGISTRY_PORT BRIDGE_PORT)"
+        case "$seen" in
+            *" $region "* | *" $registry_port "* | *" $bridge_port "*)
+                die "region row '$row' reuses a region or port already taken" ;;
+        esac
+        seen="$seen$region $registry_port $bridge_port "
+    done
 }
 
 log() {

@@ -2,9 +2,12 @@
 # Start the local stack baseimage builds and tests against:
 #
 #   docker engine   unix socket (reused if one answers, else dockerd is started)
-#   registry        http://127.0.0.1:5000   Debian's docker-registry, no auth
-#   ECR API         http://127.0.0.1:5050   moto_server
-#   ECR bridge      http://127.0.0.1:5051   stack/ecr_bridge.py (registry events -> moto)
+#   ECR API         http://127.0.0.1:5050   moto_server, all regions
+#   per region (STACK_REGIONS in lib.sh):
+#     us-east-1     registry http://127.0.0.1:5000, ECR bridge http://127.0.0.1:5051
+#     eu-west-1     registry http://127.0.0.1:5002, ECR bridge http://127.0.0.1:5053
+#                   registry: Debian's docker-registry, no auth; bridge:
+#                   stack/ecr_bridge.py (that registry's events -> moto, that region)
 #   Maven repo      http://127.0.0.1:8081/maven2   jars from Debian packages
 #
 # Usage: eval "$(stack/up.sh)"
@@ -18,22 +21,28 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck disable=SC2034  # read by log() in lib.sh
 LOG_TAG=up
 
-REGISTRY_CONFIG=$STACK_STATE_DIR/registry.yml
-REGISTRY_STORAGE=$STACK_STATE_DIR/registry
 DOCKER_PIDFILE=/var/run/docker.pid
 
-# start_service NAME HEALTH_COMMAND -- COMMAND... runs COMMAND in its own session
-# with output to $STACK_LOG_DIR/NAME.log and its pid in $STACK_RUN_DIR/NAME.pid,
-# unless HEALTH_COMMAND (one word: a function or program) already succeeds, then
-# waits up to 30 s for HEALTH_COMMAND. A recorded process that is still there but
-# not answering gets the same 30 s; if it exits meanwhile (it was stopping, or it
+# start_service NAME HEALTH_COMMAND... -- COMMAND... runs COMMAND in its own
+# session with output to $STACK_LOG_DIR/NAME.log and its pid in
+# $STACK_RUN_DIR/NAME.pid, unless HEALTH_COMMAND already succeeds, then waits up
+# to 30 s for HEALTH_COMMAND. A recorded process that is still there but not
+# answering gets the same 30 s; if it exits meanwhile (it was stopping, or it
 # crashed), the service is started once more.
 start_service() {
-    local name=$1 health=$2
-    shift 3
+    local name=$1 health=()
+    shift
+    while [ "$#" -gt 0 ] && [ "$1" != -- ]; do
+        health+=("$1")
+        shift
+    done
+    if [ "$#" -lt 2 ] || [ "${#health[@]}" -eq 0 ]; then
+        die "start_service $name: want HEALTH_COMMAND... -- COMMAND..."
+    fi
+    shift
     local pidfile=$STACK_RUN_DIR/$name.pid logfile=$STACK_LOG_DIR/$name.log
 
-    if "$health" >/dev/null 2>&1; then
+    if "${health[@]}" >/dev/null 2>&1; then
         if pid_alive "$pidfile"; then
             log "$name already running (pid $(cat "$pidfile"))"
         else
@@ -56,7 +65,7 @@ start_service() {
 
         deadline=$((SECONDS + 30))
         while [ "$SECONDS" -lt "$deadline" ] && pid_alive "$pidfile"; do
-            if "$health" >/dev/null 2>&1; then
+            if "${health[@]}" >/dev/null 2>&1; then
                 log "$name is up (pid $(cat "$pidfile"))"
                 return 0
             fi
@@ -73,8 +82,6 @@ start_service() {
     die "$name did not come up (log: $logfile; stack/down.sh stops what up.sh started)"
 }
 
-bridge_answers() { http_ok "http://127.0.0.1:$BRIDGE_PORT/"; }
-registry_answers() { http_ok "http://$REGISTRY_ADDR/v2/"; }
 maven_answers() { http_ok "http://127.0.0.1:$MAVEN_PORT/maven2/"; }
 
 stop_recorded() {
@@ -119,9 +126,13 @@ ensure_docker() {
     log "docker engine is up"
 }
 
+# write_registry_config REGION REGISTRY_PORT BRIDGE_PORT writes the region's
+# registry configuration; it succeeds only when the file changed.
 write_registry_config() {
-    local tmp
-    tmp=$(mktemp "$REGISTRY_CONFIG.XXXXXX")
+    local region=$1 registry_port=$2 bridge_port=$3 suffix config tmp
+    suffix=$(region_suffix "$region")
+    config=$STACK_STATE_DIR/registry$suffix.yml
+    tmp=$(mktemp "$config.XXXXXX")
     cat >"$tmp" <<EOF
 # Written by stack/up.sh; changes here are overwritten on the next run.
 version: 0.1
@@ -129,24 +140,24 @@ log:
   level: info
   formatter: text
   fields:
-    service: registry
+    service: registry$suffix
 storage:
   filesystem:
-    rootdirectory: $REGISTRY_STORAGE
+    rootdirectory: $STACK_STATE_DIR/registry$suffix
   delete:
     enabled: true
   cache:
     blobdescriptor: inmemory
 http:
-  addr: $REGISTRY_ADDR
+  addr: 127.0.0.1:$registry_port
   headers:
     X-Content-Type-Options: [nosniff]
 notifications:
   events:
     includereferences: true
   endpoints:
-    - name: ecr-bridge
-      url: http://127.0.0.1:$BRIDGE_PORT/events
+    - name: ecr-bridge$suffix
+      url: http://127.0.0.1:$bridge_port/events
       timeout: 2s
       threshold: 3
       backoff: 1s
@@ -156,13 +167,36 @@ notifications:
         actions:
           - pull
 EOF
-    if cmp -s "$tmp" "$REGISTRY_CONFIG"; then
+    if cmp -s "$tmp" "$config"; then
         rm -f "$tmp"
         return 1
     fi
-    mv "$tmp" "$REGISTRY_CONFIG"
-    log "wrote $REGISTRY_CONFIG"
+    mv "$tmp" "$config"
+    log "wrote $config"
     return 0
+}
+
+# start_region REGION REGISTRY_PORT BRIDGE_PORT PYTHON starts the region's ECR
+# bridge and then its registry (so the registry's first events have somewhere to
+# go). The bridge mirrors into moto under REGION.
+start_region() {
+    local region=$1 registry_port=$2 bridge_port=$3 python=$4 suffix
+    suffix=$(region_suffix "$region")
+    mkdir -p "$STACK_STATE_DIR/registry$suffix"
+
+    start_service "ecr-bridge$suffix" http_ok "http://127.0.0.1:$bridge_port/" -- \
+        "$python" "$HERE/ecr_bridge.py" --port "$bridge_port" \
+        --registry "http://127.0.0.1:$registry_port" --region "$region" \
+        --ecr-endpoint "http://127.0.0.1:$MOTO_PORT" \
+        --log-file "$STACK_LOG_DIR/ecr-bridge$suffix.log"
+
+    if write_registry_config "$region" "$registry_port" "$bridge_port" &&
+        pid_alive "$STACK_RUN_DIR/registry$suffix.pid"; then
+        log "registry$suffix configuration changed; restarting it"
+        stop_recorded "registry$suffix"
+    fi
+    start_service "registry$suffix" http_ok "http://127.0.0.1:$registry_port/v2/" -- \
+        docker-registry serve "$STACK_STATE_DIR/registry$suffix.yml"
 }
 
 ensure_python_deps() {
@@ -188,7 +222,8 @@ moto_answers() {
 
 main() {
     [ "$(id -u)" -eq 0 ] || die "run as root (starts dockerd and writes under /var and /run)"
-    mkdir -p "$STACK_STATE_DIR" "$STACK_LOG_DIR" "$STACK_RUN_DIR" "$REGISTRY_STORAGE"
+    check_regions
+    mkdir -p "$STACK_STATE_DIR" "$STACK_LOG_DIR" "$STACK_RUN_DIR"
 
     ensure_packages ca-certificates curl docker.io docker-registry python3
     ensure_python_deps
@@ -197,18 +232,13 @@ main() {
 
     ensure_docker
 
-    # Bridge first, so the registry's first events have somewhere to go.
-    start_service ecr-bridge bridge_answers -- \
-        "$python" "$HERE/ecr_bridge.py" --port "$BRIDGE_PORT" \
-        --registry "http://$REGISTRY_ADDR" --ecr-endpoint "http://127.0.0.1:$MOTO_PORT" \
-        --log-file "$STACK_LOG_DIR/ecr-bridge.log"
-
-    if write_registry_config && pid_alive "$STACK_RUN_DIR/registry.pid"; then
-        log "registry configuration changed; restarting the registry"
-        stop_recorded registry
-    fi
-    start_service registry registry_answers -- \
-        docker-registry serve "$REGISTRY_CONFIG"
+    local row region registry_port bridge_port endpoints="" summary=""
+    for row in "${STACK_REGIONS[@]}"; do
+        read -r region registry_port bridge_port <<<"$row"
+        start_region "$region" "$registry_port" "$bridge_port" "$python"
+        endpoints+="${endpoints:+,}$region=http://127.0.0.1:$registry_port"
+        summary+=" $region (registry 127.0.0.1:$registry_port, bridge 127.0.0.1:$bridge_port);"
+    done
 
     start_service moto moto_answers -- moto_server -H 127.0.0.1 -p "$MOTO_PORT"
 
@@ -217,12 +247,12 @@ main() {
         "$python" -m http.server --bind 127.0.0.1 "$MAVEN_PORT" \
         --directory "$STACK_STATE_DIR/maven"
 
-    log "stack is up: registry $REGISTRY_ADDR, ECR 127.0.0.1:$MOTO_PORT," \
-        "bridge 127.0.0.1:$BRIDGE_PORT, maven http://127.0.0.1:$MAVEN_PORT/maven2"
+    log "stack is up:$summary ECR 127.0.0.1:$MOTO_PORT," \
+        "maven http://127.0.0.1:$MAVEN_PORT/maven2"
     cat <<EOF
 export AWS_ENDPOINT_URL_ECR=http://127.0.0.1:$MOTO_PORT
-export AWS_DEFAULT_REGION=us-east-1
-export BASEIMAGE_REGISTRY_ENDPOINT=http://$REGISTRY_ADDR
+export AWS_DEFAULT_REGION=$STACK_PRIMARY_REGION
+export BASEIMAGE_REGISTRY_ENDPOINT="$endpoints"
 EOF
 }
 

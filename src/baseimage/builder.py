@@ -87,6 +87,7 @@ def build(
     extra_ca: Path | None,
     on_line: LineSink,
     context: Context | None = None,
+    extra_labels: dict[str, str] | None = None,
 ) -> Built:
     """Build one runtime of a spec into a labelled local image.
 
@@ -111,9 +112,10 @@ def build(
                 extra_ca=extra_ca,
                 on_line=on_line,
                 context=rendered,
+                extra_labels=extra_labels,
             )
 
-    labels = image_labels(spec, runtime, context, version)
+    labels = {**image_labels(spec, runtime, context, version), **(extra_labels or {})}
     tag = local_ref(spec, runtime.runtime.id)
     log.info("Building %s (content %s)", tag, context.content_hash[:19])
     image_id = engine.build(client, context.path, tag, labels, on_line)

@@ -9,67 +9,30 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
-from rich.logging import RichHandler
 
-from baseimage import __version__, builder, engine, spec
+from baseimage import __version__, builder, cli_registry, engine, report, smoke
+from baseimage import spec as spec_module
+from baseimage.builder import Built
+from baseimage.cli_common import (
+    Settings,
+    configure_logging,
+    emit,
+    image_option,
+    runtime_option,
+    targets,
+)
 from baseimage.ecr import client_factory
-from baseimage.errors import BaseImageError, SpecInvalid, UsageError
-from baseimage.publish import PublishOptions, check_version, publish_one
+from baseimage.errors import BaseImageError, ImageTestFailed, SpecInvalid, UsageError
+from baseimage.publish import Published, PublishOptions, check_version, publish_one
 from baseimage.ui import Ui
 
 log = logging.getLogger("baseimage")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Options every command shares."""
-
-    images_dir: Path
-    json: bool
-    verbosity: int
-    extra_ca: Path | None
-    registry_endpoint: str | None
-
-
-def _configure_logging(console: Console, verbosity: int) -> None:
-    level = logging.DEBUG if verbosity >= 2 else logging.INFO
-    handler: logging.Handler
-    if console.is_terminal:
-        handler = RichHandler(
-            console=console,
-            show_time=False,
-            show_path=False,
-            markup=False,
-            rich_tracebacks=False,
-        )
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_PlainFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("baseimage").setLevel(level)
-
-
-class _PlainFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            return f"{record.levelname.lower()}: {text}"
-        return text
-
-
-def _emit(settings: Settings, document: dict[str, Any], text: str) -> None:
-    if settings.json:
-        click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
-    else:
-        click.echo(text)
 
 
 @click.group()
@@ -110,7 +73,7 @@ def cli(
 ) -> None:
     """Build, prove and publish the company's AWS Lambda base images."""
     console = Console(stderr=True, highlight=False)
-    _configure_logging(console, verbose)
+    configure_logging(console, verbose)
     ctx.obj = Settings(
         images_dir=images_dir,
         json=as_json,
@@ -121,43 +84,21 @@ def cli(
     ctx.meta["ui"] = Ui(console, verbose)
 
 
-_runtime_option = click.option(
-    "--runtime",
-    "runtime_id",
-    metavar="RUNTIME",
-    help="Runtime id, e.g. python3.11 or java17.",
-)
-_image_option = click.option(
-    "--image",
-    metavar="NAME",
-    help="Spec folder under the images folder (default: the "
-    "one that declares the runtime).",
-)
-
-
-def _targets(
-    settings: Settings, runtime_id: str | None, image: str | None
-) -> list[tuple[spec.ImageSpec, spec.RuntimeSpec]]:
-    wanted = None if runtime_id in (None, "all") else runtime_id
-    specs = spec.find(settings.images_dir, wanted, image)
-    return [(s, s.runtime(r)) for s in specs for r in s.runtimes if wanted in (None, r)]
-
-
 @cli.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.pass_obj
 def validate(settings: Settings, path: Path | None) -> None:
     """Check one spec (file or folder) or every spec under the images folder."""
     target = path or settings.images_dir
-    if target.is_dir() and not (target / spec.SPEC_FILE).is_file():
-        paths = list(spec.discover(target))
+    if target.is_dir() and not (target / spec_module.SPEC_FILE).is_file():
+        paths = list(spec_module.discover(target))
     else:
         paths = [target]
     problems: list[str] = []
     checked = []
     for one in paths:
         try:
-            loaded = spec.load(one)
+            loaded = spec_module.load(one)
         except SpecInvalid as exc:
             problems.extend(exc.problems)
             continue
@@ -173,15 +114,15 @@ def validate(settings: Settings, path: Path | None) -> None:
     if problems:
         raise SpecInvalid(problems)
     if not paths:
-        raise UsageError(f"no {spec.SPEC_FILE} found under {target}")
-    _emit(
+        raise UsageError(f"no {spec_module.SPEC_FILE} found under {target}")
+    emit(
         settings, {"ok": True, "specs": checked}, "\n".join(f"ok {p}" for p in checked)
     )
 
 
 @cli.command()
-@_runtime_option
-@_image_option
+@runtime_option
+@image_option
 @click.option(
     "--output",
     type=click.Path(path_type=Path, file_okay=False),
@@ -194,14 +135,14 @@ def render(
     """Print the Dockerfile a runtime's image is built from."""
     if not runtime_id:
         raise UsageError("render needs --runtime, e.g. --runtime python3.11")
-    [(one, rt)] = _targets(settings, runtime_id, image)
+    [(one, rt)] = targets(settings, runtime_id, image)
     client = engine.connect()
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="baseimage-") as tmp:
         dest = output or Path(tmp) / "ctx"
         context = builder.render_context(client, one, rt, dest, settings.extra_ca)
-        _emit(
+        emit(
             settings,
             {
                 "dockerfile": context.dockerfile,
@@ -214,8 +155,8 @@ def render(
 
 
 @cli.command()
-@_runtime_option
-@_image_option
+@runtime_option
+@image_option
 @click.option(
     "--version",
     "version",
@@ -232,7 +173,7 @@ def build(
     check_version(version)
     client = engine.connect()
     results = []
-    for one, rt in _targets(settings, runtime_id, image):
+    for one, rt in targets(settings, runtime_id, image):
         built = builder.build(
             client,
             one,
@@ -251,11 +192,86 @@ def build(
                 "base": f"{built.base.name}@{built.base.digest}",
             }
         )
-    _emit(
+    emit(
         settings,
         {"built": results},
         "\n".join(f"{r['reference']} {r['id']}" for r in results),
     )
+
+
+@cli.command(name="test")
+@runtime_option
+@image_option
+@click.option(
+    "--ref",
+    metavar="IMAGE",
+    help="Test this local image instead of the one `build` made.",
+)
+@click.pass_context
+def test_image(
+    ctx: click.Context, runtime_id: str | None, image: str | None, ref: str | None
+) -> None:
+    """Boot each built image as Lambda would and check it keeps the contract."""
+    settings: Settings = ctx.obj
+    client = engine.connect()
+    reports = []
+    for one, rt in targets(settings, runtime_id, image):
+        target = ref or builder.local_ref(one, rt.runtime.id)
+        if engine.inspect(client, target) is None:
+            raise UsageError(
+                f"no local image {target}; build it first: baseimage build "
+                f"--runtime {rt.runtime.id}"
+            )
+        report = smoke.run_image_test(client, one, rt, target)
+        reports.append(report)
+        if not settings.json:
+            Console(highlight=False).print(smoke.summary_table(report))
+    if settings.json:
+        emit(settings, {"tests": [smoke.report_as_dict(r) for r in reports]}, "")
+    failed = [r for r in reports if not r.passed]
+    if failed:
+        first = failed[0]
+        raise ImageTestFailed(
+            f"{first.image} failed its Lambda test: {smoke.failure_summary(first)}",
+            log=list(first.log_excerpt),
+        )
+
+
+def image_gate(
+    client: Any, spec: spec_module.ImageSpec, runtime: spec_module.RuntimeSpec
+) -> Callable[[Built], dict[str, Any]]:
+    """The publish gate: the same test as `baseimage test`, on the exact image."""
+
+    def gate(built: Built) -> dict[str, Any]:
+        report = smoke.run_image_test(client, spec, runtime, built.image_id)
+        if not report.passed:
+            raise ImageTestFailed(
+                f"{built.local_ref} failed its Lambda test, so it is not published: "
+                f"{smoke.failure_summary(report)}",
+                log=list(report.log_excerpt),
+            )
+        log.info(
+            "Lambda test passed for %s (init %.0f ms)",
+            built.local_ref,
+            report.init_ms or 0,
+        )
+        return smoke.report_as_dict(report)
+
+    return gate
+
+
+def _skipped_gate(reason: str) -> Callable[[Built], dict[str, Any]]:
+    def gate(built: Built) -> dict[str, Any]:
+        log.warning(
+            "THE LAMBDA TEST WAS SKIPPED for %s (%s); the image is labelled "
+            "%s=skipped and the report says so",
+            built.local_ref,
+            reason,
+            builder.TEST_LABEL,
+        )
+        return {"skipped": True, "reason": reason}
+
+    return gate
 
 
 @cli.command()
@@ -270,12 +286,25 @@ def build(
     metavar="RUNTIME|all",
     help="One runtime, or every runtime of every spec.",
 )
-@_image_option
+@image_option
 @click.option(
     "--fix-repository",
     is_flag=True,
     help="Apply the spec's settings to an existing ECR repository that "
     "differs, instead of refusing.",
+)
+@click.option(
+    "--skip-test",
+    metavar="REASON",
+    help="Publish without the Lambda test (loud; recorded in the image "
+    "labels and the report). Give the reason.",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("reports"),
+    show_default=True,
+    help="Where publish-<version>.json and .md are written.",
 )
 @click.pass_context
 def publish(
@@ -284,27 +313,50 @@ def publish(
     runtime_id: str,
     image: str | None,
     fix_repository: bool,
+    skip_test: str | None,
+    report_dir: Path,
 ) -> None:
-    """Build, push and tag each image in its ECR repository."""
+    """Build, test, push, scan and tag each image in its ECR repository."""
     settings: Settings = ctx.obj
     options = PublishOptions(
         version=check_version(version),
         fix_repository=fix_repository,
         extra_ca=settings.extra_ca,
         registry_endpoint=settings.registry_endpoint,
+        skip_test_reason=skip_test,
     )
-    targets = _targets(settings, runtime_id, image)
+    selected = targets(settings, runtime_id, image)
     client = engine.connect()
     factory = client_factory()
-    results = []
-    for one, rt in targets:
-        result = publish_one(client, factory, one, rt, options, ctx.meta["ui"])
-        results.append(result.as_dict())
-        if not settings.json:
-            note = "" if result.pushed else "  (already published, nothing pushed)"
-            click.echo(f"{result.reference}{note}")
+    results: list[Published] = []
+    try:
+        for one, rt in selected:
+            gate = (
+                _skipped_gate(skip_test) if skip_test else image_gate(client, one, rt)
+            )
+            try:
+                result = publish_one(
+                    client, factory, one, rt, options, ctx.meta["ui"], gate
+                )
+            except BaseImageError as exc:
+                if isinstance(exc.partial, Published):
+                    results.append(exc.partial)
+                raise
+            results.append(result)
+            if not settings.json:
+                for dest in result.destinations:
+                    note = (
+                        "  (already published, nothing pushed)"
+                        if (dest.status == "unchanged")
+                        else ""
+                    )
+                    click.echo(f"{dest.reference}{note}")
+    finally:
+        if results:
+            written = report.write(results, version, report_dir)
+            log.info("Report: %s", ", ".join(str(p) for p in written))
     if settings.json:
-        _emit(settings, {"published": results}, "")
+        emit(settings, report.document(results, version), "")
 
 
 def main() -> NoReturn:
@@ -329,7 +381,10 @@ def _report(exc: BaseImageError, json_mode: bool) -> None:
     problems = exc.problems if isinstance(exc, SpecInvalid) else [exc.message]
     if exc.log:
         console.print(
-            "\n".join(f"  | {line}" for line in exc.log), markup=False, style="dim"
+            "\n".join(f"  | {line}" for line in exc.log),
+            markup=False,
+            style="dim",
+            soft_wrap=True,
         )
     for problem in problems:
         console.print(f"error: {problem}", style="red", markup=False, soft_wrap=True)
@@ -345,3 +400,8 @@ def _report(exc: BaseImageError, json_mode: bool) -> None:
                 indent=2,
             )
         )
+
+
+cli.add_command(cli_registry.repo)
+cli.add_command(cli_registry.versions)
+cli.add_command(cli_registry.use)

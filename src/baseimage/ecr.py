@@ -24,9 +24,8 @@ from baseimage.engine import Auth
 from baseimage.errors import (
     CredentialsProblem,
     RegistryUnavailable,
-    RepositoryDrift,
 )
-from baseimage.repo_spec import RegistrySpec
+from baseimage.repo_spec import Destination, RegistrySpec
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +71,30 @@ class EcrImage:
     size: int | None
 
 
-@dataclass(frozen=True)
-class RepositoryState:
-    """What publish found, and did, about the repository's settings."""
-
-    uri: str
-    created: bool
-    fixed: tuple[str, ...] = ()
-
-
 class Ecr:
     """One ECR repository in one account and region."""
 
-    def __init__(self, client: Any, spec: RegistrySpec) -> None:
+    def __init__(
+        self, client: Any, spec: RegistrySpec, destination: Destination | None = None
+    ) -> None:
         self.client = client
         self.spec = spec
+        self.destination = destination or spec.primary
+
+    @property
+    def destination_name(self) -> str:
+        return str(self.destination)
+
+    @property
+    def _ids(self) -> dict[str, str]:
+        return {
+            "registryId": self.destination.account,
+            "repositoryName": self.spec.repository,
+        }
 
     @contextmanager
-    def _calling(self, action: str) -> Iterator[None]:
+    def calling(self, action: str) -> Iterator[None]:
+        """Translate botocore errors raised inside into the project's errors."""
         try:
             yield
         except botocore.exceptions.NoCredentialsError as exc:
@@ -120,77 +125,129 @@ class Ecr:
         except botocore.exceptions.BotoCoreError as exc:
             raise RegistryUnavailable(f"ECR {action} failed: {exc}") from exc
 
-    def ensure_repository(self, fix: bool = False) -> RepositoryState:
-        """Create the repository (immutable tags, scan on push) or check its settings.
+    def _missing(self, exc: Exception, *codes: str) -> bool:
+        return isinstance(exc, botocore.exceptions.ClientError) and (
+            exc.response.get("Error", {}).get("Code") in codes
+        )
 
-        Raises:
-            RepositoryDrift: it exists with other settings and `fix` is False.
-            CredentialsProblem, RegistryUnavailable: ECR cannot be used.
-        """
+    def describe_repository(self) -> dict[str, Any] | None:
+        """The repository as ECR describes it, or None when it does not exist."""
         name = self.spec.repository
-        with self._calling(f"describe repository {name}"):
+        with self.calling(f"describe repository {name}"):
             try:
                 found = self.client.describe_repositories(
-                    registryId=self.spec.account, repositoryNames=[name]
-                )["repositories"][0]
-            except self.client.exceptions.RepositoryNotFoundException:
-                found = None
-        if found is None:
-            with self._calling(f"create repository {name}"):
-                created = self.client.create_repository(
-                    registryId=self.spec.account,
-                    repositoryName=name,
-                    imageTagMutability="IMMUTABLE",
-                    imageScanningConfiguration={"scanOnPush": True},
-                )["repository"]
-            log.info("Created ECR repository %s (immutable tags, scan on push)", name)
-            return RepositoryState(uri=created["repositoryUri"], created=True)
+                    registryId=self.destination.account, repositoryNames=[name]
+                )
+            except botocore.exceptions.ClientError as exc:
+                if self._missing(exc, "RepositoryNotFoundException"):
+                    return None
+                raise
+        repository: dict[str, Any] = found["repositories"][0]
+        return repository
 
-        drift = self.drift(found)
-        if drift and not fix:
-            raise RepositoryDrift(
-                f"ECR repository {name} has {'; '.join(drift)}. Publishing there would "
-                "break the guarantees of a base image; rerun with --fix-repository to "
-                "apply the spec's settings"
+    def create_repository(self) -> None:
+        """Create the repository with the spec's settings."""
+        spec = self.spec
+        encryption: dict[str, str] = {"encryptionType": spec.encryption}
+        if spec.kms_key:
+            encryption["kmsKey"] = spec.kms_key
+        extra: dict[str, Any] = {}
+        if spec.mutable_tags:
+            extra["imageTagMutabilityExclusionFilters"] = self._filters()
+        if spec.tags:
+            extra["tags"] = [{"Key": k, "Value": v} for k, v in spec.tags.items()]
+        with self.calling(f"create repository {spec.repository}"):
+            self.client.create_repository(
+                **self._ids,
+                imageTagMutability=spec.tag_mutability,
+                imageScanningConfiguration={"scanOnPush": spec.scan_on_push},
+                encryptionConfiguration=encryption,
+                **extra,
             )
-        if drift:
-            self._fix(found)
-            log.warning("Fixed ECR repository %s: %s", name, "; ".join(drift))
-        return RepositoryState(
-            uri=found["repositoryUri"], created=False, fixed=tuple(drift)
+        log.info(
+            "Created ECR repository %s in %s (%s tags, scan on push %s)",
+            spec.repository,
+            self.destination,
+            spec.tag_mutability.lower(),
+            "on" if spec.scan_on_push else "off",
         )
 
-    @staticmethod
-    def drift(repository: dict[str, Any]) -> list[str]:
-        """The settings of a described repository that differ from the required ones."""
-        found = []
-        mutability = repository.get("imageTagMutability", "MUTABLE")
-        if mutability != "IMMUTABLE":
-            found.append(f"tag mutability {mutability} (want IMMUTABLE)")
-        scan = (repository.get("imageScanningConfiguration") or {}).get(
-            "scanOnPush", False
-        )
-        if not scan:
-            found.append("scan on push off (want on)")
-        return found
+    def _filters(self) -> list[dict[str, str]]:
+        return [{"filterType": "WILDCARD", "filter": f} for f in self.spec.mutable_tags]
 
-    def _fix(self, repository: dict[str, Any]) -> None:
-        name = self.spec.repository
-        with self._calling(f"update repository {name}"):
-            if repository.get("imageTagMutability") != "IMMUTABLE":
-                self.client.put_image_tag_mutability(
-                    registryId=self.spec.account,
-                    repositoryName=name,
-                    imageTagMutability="IMMUTABLE",
+    def put_tag_mutability(self) -> None:
+        extra: dict[str, Any] = {}
+        if self.spec.mutable_tags:
+            extra["imageTagMutabilityExclusionFilters"] = self._filters()
+        with self.calling("set tag mutability"):
+            self.client.put_image_tag_mutability(
+                **self._ids, imageTagMutability=self.spec.tag_mutability, **extra
+            )
+
+    def put_scan_on_push(self, on: bool) -> None:
+        with self.calling("set scan on push"):
+            self.client.put_image_scanning_configuration(
+                **self._ids, imageScanningConfiguration={"scanOnPush": on}
+            )
+
+    def lifecycle_policy(self) -> str | None:
+        with self.calling("get the lifecycle policy"):
+            try:
+                text: str = self.client.get_lifecycle_policy(**self._ids)[
+                    "lifecyclePolicyText"
+                ]
+            except botocore.exceptions.ClientError as exc:
+                if self._missing(exc, "LifecyclePolicyNotFoundException"):
+                    return None
+                raise
+        return text
+
+    def put_lifecycle_policy(self, text: str | None) -> None:
+        """Set the lifecycle policy, or delete it when `text` is None."""
+        with self.calling("set the lifecycle policy"):
+            if text is None:
+                self.client.delete_lifecycle_policy(**self._ids)
+            else:
+                self.client.put_lifecycle_policy(**self._ids, lifecyclePolicyText=text)
+
+    def repository_policy(self) -> str | None:
+        with self.calling("get the repository policy"):
+            try:
+                text: str = self.client.get_repository_policy(**self._ids)["policyText"]
+            except botocore.exceptions.ClientError as exc:
+                if self._missing(exc, "RepositoryPolicyNotFoundException"):
+                    return None
+                raise
+        return text
+
+    def put_repository_policy(self, text: str) -> None:
+        with self.calling("set the repository policy"):
+            self.client.set_repository_policy(**self._ids, policyText=text)
+
+    def tags(self, arn: str) -> dict[str, str]:
+        with self.calling("list the repository's tags"):
+            found = self.client.list_tags_for_resource(resourceArn=arn).get("tags", [])
+        return {t["Key"]: t["Value"] for t in found}
+
+    def put_tags(self, tags: dict[str, str]) -> None:
+        found = self.describe_repository()
+        if found is None:
+            return
+        with self.calling("tag the repository"):
+            self.client.tag_resource(
+                resourceArn=found["repositoryArn"],
+                tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            )
+
+    def registry_scanning(self) -> dict[str, Any]:
+        """The registry-level scanning configuration (scan type and rules)."""
+        with self.calling("get the registry scanning configuration"):
+            config: dict[str, Any] = (
+                self.client.get_registry_scanning_configuration().get(
+                    "scanningConfiguration", {}
                 )
-            if not (repository.get("imageScanningConfiguration") or {}).get(
-                "scanOnPush"
-            ):
-                self.client.put_image_scanning_configuration(
-                    registryId=self.spec.account,
-                    repositoryName=name,
-                    imageScanningConfiguration={"scanOnPush": True},
-                )
+            )
+        return config
 
     def login(self, endpoint_override: str | None = None) -> Login:
         """Get a registry login from ECR; the token stays in memory only.
@@ -201,8 +258,10 @@ class Ecr:
         Raises:
             CredentialsProblem, RegistryUnavailable: no token could be had.
         """
-        with self._calling("get an authorization token"):
-            data = self.client.get_authorization_token(registryIds=[self.spec.account])
+        with self.calling("get an authorization token"):
+            data = self.client.get_authorization_token(
+                registryIds=[self.destination.account]
+            )
         entry = data["authorizationData"][0]
         username, _, password = (
             base64.b64decode(entry["authorizationToken"]).decode().partition(":")
@@ -219,10 +278,10 @@ class Ecr:
     def image(self, tag: str) -> EcrImage | None:
         """The image a tag points at, or None when the tag does not exist."""
         name = self.spec.repository
-        with self._calling(f"describe image {name}:{tag}"):
+        with self.calling(f"describe image {name}:{tag}"):
             try:
                 details = self.client.describe_images(
-                    registryId=self.spec.account,
+                    registryId=self.destination.account,
                     repositoryName=name,
                     imageIds=[{"imageTag": tag}],
                 )["imageDetails"]
@@ -237,6 +296,16 @@ class Ecr:
             pushed_at=item.get("imagePushedAt"),
             size=item.get("imageSizeInBytes"),
         )
+
+    def images(self) -> list[dict[str, Any]]:
+        """Every image in the repository as ECR describes it (all pages)."""
+        name = self.spec.repository
+        found: list[dict[str, Any]] = []
+        with self.calling(f"list the images of {name}"):
+            pages = self.client.get_paginator("describe_images").paginate(**self._ids)
+            for page in pages:
+                found.extend(page.get("imageDetails") or [])
+        return found
 
     def wait_for(self, tag: str, digest: str, timeout: float = 60.0) -> EcrImage:
         """Wait until ECR lists `tag` at `digest` (its view of a push can lag a little).

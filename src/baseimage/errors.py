@@ -23,6 +23,8 @@ class BaseImageError(Exception):
         super().__init__(message)
         self.message = message
         self.log = log or []
+        # What was done before the failure (e.g. a publish result), for reports.
+        self.partial: object | None = None
 
 
 class SpecInvalid(BaseImageError):
@@ -97,3 +99,15 @@ class PushFailed(BaseImageError):
     """Raised when a push stream reports an error or ends without a digest."""
 
     exit_code = EXIT_PUSH
+
+
+class ScanGateFailed(PublishRefused):
+    """Raised when a pushed image's scan finds what the spec forbids, or never ends."""
+
+
+class PublishIncomplete(BaseImageError):
+    """Raised when some destinations were published and others failed."""
+
+    def __init__(self, message: str, first: BaseImageError) -> None:
+        super().__init__(message, log=first.log)
+        self.exit_code = first.exit_code

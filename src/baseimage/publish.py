@@ -1,9 +1,10 @@
-"""The publish pipeline: build, compare, push by content, then tag the version.
+"""The publish pipeline: build, prove, push by content, scan, then tag the version.
 
 Order matters for safety. Nothing is pushed until the version tag is known to be free
 (or to hold this exact content already). The image is first pushed under its content
-tag only; the version tag is pushed last, as a second manifest upload of an image whose
-layers are all in place, so it can never point at a partial image.
+tag only, and ECR's scan of it is judged. The version tag is pushed last, as a second
+manifest upload of an image whose layers are all in place and whose scan passed, so
+it can never point at a partial image or one the scan gate refused.
 """
 
 from __future__ import annotations
@@ -12,15 +13,25 @@ import logging
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from baseimage import builder, engine
+from baseimage import builder, engine, repo_settings, scan
 from baseimage.builder import CONTENT_LABEL, Built
 from baseimage.ecr import ClientFactory, Ecr, Login
-from baseimage.errors import PushFailed, TagAlreadyPublished, UsageError
+from baseimage.errors import (
+    BaseImageError,
+    PublishIncomplete,
+    PublishRefused,
+    PushFailed,
+    ScanGateFailed,
+    TagAlreadyPublished,
+    UsageError,
+)
 from baseimage.registry import Registry
+from baseimage.render import Context
+from baseimage.repo_spec import Destination
 from baseimage.spec import ImageSpec, RuntimeSpec
 from baseimage.ui import Ui
 
@@ -29,10 +40,12 @@ log = logging.getLogger(__name__)
 # Semantic Versioning 2.0.0 without build metadata: '+' is not allowed in image tags.
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
+    r"(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$"
 )
 
-Gate = Callable[[Built], None]
+# The image test gate: raises ImageTestFailed, or returns a summary for the report.
+Gate = Callable[[Built], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -44,27 +57,43 @@ class PublishOptions:
     extra_ca: Path | None = None
     registry_endpoint: str | None = None
     ecr_wait_seconds: float = 60.0
+    skip_test_reason: str | None = None  # the loud opt-out of the Lambda test
 
 
-@dataclass(frozen=True)
+@dataclass
+class DestinationResult:
+    """The outcome in one account and region."""
+
+    destination: str
+    status: str = "pending"  # published, unchanged, failed, not attempted
+    repository: str = ""
+    version_tag: str = ""
+    content_tag: str = ""
+    digest: str = ""
+    reference: str = ""
+    pushed_via: str = ""
+    scanning: str = ""
+    scan: dict[str, Any] | None = None
+    error: str = ""
+
+
+@dataclass
 class Published:
-    """The outcome for one runtime."""
+    """The outcome for one runtime of one spec, across its destinations."""
 
     image: str
     runtime: str
     version: str
-    repository: str
-    version_tag: str
-    content_tag: str
-    digest: str
-    reference: str
-    content_hash: str
-    pushed: bool
-    pushed_via: str
-    repository_created: bool
+    content_hash: str = ""
+    test: dict[str, Any] | None = None
+    destinations: list[DestinationResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(d.status in ("published", "unchanged") for d in self.destinations)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "ok": self.ok}
 
 
 def check_version(version: str) -> str:
@@ -94,6 +123,69 @@ def content_tag(runtime_id: str, image_id: str) -> str:
     return f"{runtime_id}-sha256-{image_id.removeprefix('sha256:')[:16]}"
 
 
+def endpoint_for(setting: str | None, region: str) -> str | None:
+    """The registry endpoint override for a region.
+
+    The setting is one URL for every region, or `region=url,region=url`.
+
+    Raises:
+        UsageError: a per-region setting has no entry for the region.
+    """
+    if not setting:
+        return None
+    if "=" not in setting:
+        return setting
+    table = dict(
+        item.strip().split("=", 1) for item in setting.split(",") if item.strip()
+    )
+    if region not in table:
+        raise UsageError(
+            f"BASEIMAGE_REGISTRY_ENDPOINT names no endpoint for {region} "
+            f"(it has {', '.join(table)}); add '{region}=URL'"
+        )
+    return table[region]
+
+
+@dataclass
+class _Run:
+    """What one runtime's publish shares across destinations."""
+
+    client: Any
+    spec: ImageSpec
+    runtime: RuntimeSpec
+    options: PublishOptions
+    ui: Ui
+    context: Context
+    gate: Gate | None
+    result: Published
+    built: Built | None = None
+
+    @property
+    def tag(self) -> str:
+        return version_tag(self.options.version, self.runtime.runtime.id)
+
+    def ensure_built(self) -> Built:
+        """Build and prove the image once, the first time a destination needs it."""
+        if self.built is None:
+            skipped = self.options.skip_test_reason
+            # "gated": this image is published only if the Lambda test passes.
+            labels = {builder.TEST_LABEL: "skipped" if skipped else "gated"}
+            built = builder.build(
+                self.client,
+                self.spec,
+                self.runtime,
+                version=self.options.version,
+                extra_ca=self.options.extra_ca,
+                on_line=self.ui.build_lines(),
+                context=self.context,
+                extra_labels=labels,
+            )
+            if self.gate is not None:
+                self.result.test = self.gate(built)  # raises when the test fails
+            self.built = built
+        return self.built
+
+
 def publish_one(
     client: Any,
     ecr_clients: ClientFactory,
@@ -103,65 +195,137 @@ def publish_one(
     ui: Ui,
     gate: Gate | None = None,
 ) -> Published:
-    """Publish one runtime of a spec to its ECR repository.
+    """Publish one runtime of a spec to every destination of its repository.
+
+    Destinations are done one after another; a failure in one does not stop the
+    others, and the error names which were published and which were not.
 
     Raises:
-        RepositoryDrift, TagAlreadyPublished: publishing would break a rule.
-        CredentialsProblem, RegistryUnavailable, EngineUnavailable: environment.
-        BuildFailed, ArtifactFailed, ImageTestFailed, PushFailed: as named.
+        PublishIncomplete: some destinations failed (carries every result).
+        The failure's own error when there is only one destination.
     """
     check_version(options.version)
     rid = runtime.runtime.id
     tag = version_tag(options.version, rid)
-    ecr = Ecr(ecr_clients(spec.registry.region), spec.registry)
-    state = ecr.ensure_repository(fix=options.fix_repository)
-    login = ecr.login(options.registry_endpoint)
-    registry = Registry(login.registry_url, login.auth.username, login.auth.password)
-    repo = spec.registry.repository
+    if spec.registry.tag_is_mutable(tag):
+        raise PublishRefused(
+            f"{tag} matches a mutable_tags filter of "
+            f"{spec.registry.repository}; release tags must be immutable"
+        )
+    result = Published(image=spec.name, runtime=rid, version=options.version)
 
     with tempfile.TemporaryDirectory(prefix="baseimage-") as tmp:
         context = builder.render_context(
             client, spec, runtime, Path(tmp) / "ctx", options.extra_ca
         )
-        existing = _existing(ecr, registry, repo, tag)
-        if existing is not None:
-            digest, remote_hash = existing
-            if remote_hash == context.content_hash:
-                log.info("%s:%s already holds this content; nothing to push", repo, tag)
-                return _result(
-                    spec,
-                    rid,
-                    options,
-                    state.uri,
-                    tag,
-                    "",
-                    digest,
-                    context.content_hash,
-                    pushed=False,
-                    login=login,
-                    created=state.created,
-                )
+        result.content_hash = context.content_hash
+        run = _Run(client, spec, runtime, options, ui, context, gate, result)
+        errors: list[BaseImageError] = []
+        for destination in spec.registry.destinations:
+            outcome = DestinationResult(
+                str(destination), repository=spec.registry.repository
+            )
+            result.destinations.append(outcome)
+            try:
+                _publish_to(run, ecr_clients, destination, outcome)
+            except BaseImageError as exc:
+                outcome.status, outcome.error = "failed", exc.message
+                errors.append(exc)
+                log.error("%s: %s", destination, exc.message)
+
+    if not errors:
+        return result
+    if len(result.destinations) == 1:
+        errors[0].partial = result
+        raise errors[0]
+    done = [d.destination for d in result.destinations if d.status != "failed"]
+    failed = [d.destination for d in result.destinations if d.status == "failed"]
+    incomplete = PublishIncomplete(
+        f"{spec.registry.repository}:{tag} published to "
+        f"{', '.join(done) or 'nowhere'}; FAILED in {', '.join(failed)} "
+        f"({errors[0].message}). Fix the cause and run the same publish again: "
+        "finished destinations are left as they are",
+        errors[0],
+    )
+    incomplete.partial = result
+    raise incomplete
+
+
+def _publish_to(
+    run: _Run,
+    ecr_clients: ClientFactory,
+    destination: Destination,
+    outcome: DestinationResult,
+) -> None:
+    spec, options, tag = run.spec, run.options, run.tag
+    repo = spec.registry.repository
+    ecr = Ecr(ecr_clients(destination.region), spec.registry, destination)
+    state = repo_settings.ensure(ecr, fix=options.fix_repository)
+    outcome.scanning = state.scanning
+    login = ecr.login(endpoint_for(options.registry_endpoint, destination.region))
+    outcome.pushed_via = login.push_host
+    registry = Registry(login.registry_url, login.auth.username, login.auth.password)
+    uri = f"{destination.host}/{repo}"
+
+    existing = _existing(ecr, registry, repo, tag)
+    if existing is not None:
+        digest, remote_hash = existing
+        if remote_hash != run.context.content_hash:
             raise TagAlreadyPublished(
                 f"{repo}:{tag} is already published at {digest} with content "
                 f"{remote_hash or 'unknown'}, and this build's content is "
-                f"{context.content_hash}. Tags are immutable: bump the version"
+                f"{run.context.content_hash}. Tags are immutable: bump the version"
             )
-
-        built = builder.build(
-            client,
-            spec,
-            runtime,
-            version=options.version,
-            extra_ca=options.extra_ca,
-            on_line=ui.build_lines(),
-            context=context,
+        log.info(
+            "%s:%s in %s already holds this content; nothing to push",
+            repo,
+            tag,
+            destination,
         )
-    if gate is not None:
-        gate(built)
+        outcome.status, outcome.digest, outcome.version_tag = "unchanged", digest, tag
+        outcome.reference = f"{uri}:{tag}@{digest}"
+        return
 
-    ctag = content_tag(rid, built.image_id)
-    digest = _push_tag(client, ui, login, registry, built, ctag)
-    log.info("Pushed %s:%s at %s", repo, ctag, digest)
+    built = run.ensure_built()
+    ctag = content_tag(run.runtime.runtime.id, built.image_id)
+    outcome.content_tag = ctag
+    try:
+        _push_and_gate(run, ecr, state, login, registry, built, outcome)
+    finally:
+        for pushed in (ctag, tag):
+            engine.untag(run.client, f"{login.push_host}/{repo}:{pushed}")
+
+
+def _push_and_gate(
+    run: _Run,
+    ecr: Ecr,
+    state: repo_settings.RepoState,
+    login: Login,
+    registry: Registry,
+    built: Built,
+    outcome: DestinationResult,
+) -> None:
+    """Push by content, gate on the scan, then push the version tag."""
+    spec, options, tag, ctag = run.spec, run.options, run.tag, outcome.content_tag
+    repo, destination = spec.registry.repository, ecr.destination
+    uri = f"{destination.host}/{repo}"
+    digest = _content_digest(ecr, registry, built, ctag) or _push_tag(
+        run.client, run.ui, login, registry, built, ctag
+    )
+    log.info("%s:%s is at %s in %s", repo, ctag, digest, destination)
+
+    verdict = scan.wait_and_judge(
+        ecr, digest, spec.scan, scans_on_push=state.scans_on_push
+    )
+    outcome.scan = verdict.as_dict()
+    if not verdict.passed:
+        raise ScanGateFailed(
+            f"{repo}@{digest} failed the scan gate in {destination}: {verdict.reason}. "
+            f"The version tag {tag} was not created; the image stays under {ctag} for "
+            "inspection. Fix the findings, or allow each in scan.allow with a reason "
+            "and an expiry date"
+        )
+    log.info("Scan passed in %s: %s", destination, verdict.reason)
 
     # The version tag could have been taken while we built; re-check just before.
     if _existing(ecr, registry, repo, tag) is not None:
@@ -169,26 +333,15 @@ def publish_one(
             f"{repo}:{tag} was published by someone else while "
             "this build ran; bump the version"
         )
-    version_digest = _push_tag(client, ui, login, registry, built, tag)
+    version_digest = _push_tag(run.client, run.ui, login, registry, built, tag)
     if version_digest != digest:
         raise PushFailed(
             f"{repo}:{tag} landed at {version_digest}, not at {digest}; "
             "inspect the repository before anyone uses this tag"
         )
     ecr.wait_for(tag, digest, timeout=options.ecr_wait_seconds)
-    return _result(
-        spec,
-        rid,
-        options,
-        state.uri,
-        tag,
-        ctag,
-        digest,
-        built.content_hash,
-        pushed=True,
-        login=login,
-        created=state.created,
-    )
+    outcome.status, outcome.digest, outcome.version_tag = "published", digest, tag
+    outcome.reference = f"{uri}:{tag}@{digest}"
 
 
 def _existing(
@@ -205,6 +358,29 @@ def _existing(
     return digest, registry.labels(repo, manifest).get(CONTENT_LABEL, "")
 
 
+def _content_digest(
+    ecr: Ecr, registry: Registry, built: Built, ctag: str
+) -> str | None:
+    """The digest of an earlier push of this very image (e.g. a gated one), if any.
+
+    Raises:
+        PushFailed: the content tag holds another image.
+    """
+    listed = ecr.image(ctag)
+    if listed is None:
+        return None
+    repo = built.spec.registry.repository
+    manifest = registry.manifest(repo, ctag)
+    labels = registry.labels(repo, manifest) if manifest else {}
+    if labels.get(CONTENT_LABEL) != built.content_hash:
+        raise PushFailed(
+            f"{repo}:{ctag} exists but holds other content; the registry "
+            "and this build disagree about the image id, inspect it"
+        )
+    log.info("%s:%s was pushed before; reusing it", repo, ctag)
+    return listed.digest
+
+
 def _push_tag(
     client: Any, ui: Ui, login: Login, registry: Registry, built: Built, tag: str
 ) -> str:
@@ -215,12 +391,11 @@ def _push_tag(
     """
     repo = built.spec.registry.repository
     target = f"{login.push_host}/{repo}"
+    # The push tag also keeps the image alive should a concurrent build move the
+    # local tag; the caller removes push tags when the destination is done.
     engine.tag(client, built.image_id, target, tag)
-    try:
-        with ui.push_progress(f"{repo}:{tag}") as progress:
-            digest = engine.push(client, target, tag, login.auth, progress)
-    finally:
-        engine.untag(client, f"{target}:{tag}")
+    with ui.push_progress(f"{repo}:{tag}") as progress:
+        digest = engine.push(client, target, tag, login.auth, progress)
 
     manifest = registry.manifest(repo, tag)
     if manifest is None or manifest.digest != digest:
@@ -240,33 +415,3 @@ def _push_tag(
             "hash; the registry holds a different image"
         )
     return digest
-
-
-def _result(
-    spec: ImageSpec,
-    rid: str,
-    options: PublishOptions,
-    uri: str,
-    tag: str,
-    ctag: str,
-    digest: str,
-    content_hash: str,
-    *,
-    pushed: bool,
-    login: Login,
-    created: bool,
-) -> Published:
-    return Published(
-        image=spec.name,
-        runtime=rid,
-        version=options.version,
-        repository=uri,
-        version_tag=tag,
-        content_tag=ctag,
-        digest=digest,
-        reference=f"{uri}:{tag}@{digest}",
-        content_hash=content_hash,
-        pushed=pushed,
-        pushed_via=login.push_host,
-        repository_created=created,
-    )

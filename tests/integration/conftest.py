@@ -25,7 +25,9 @@ LOCAL_STACK_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "local-stack-dummy",
     "AWS_SECRET_ACCESS_KEY": "local-stack-dummy",
-    "BASEIMAGE_REGISTRY_ENDPOINT": "http://127.0.0.1:5000",
+    "BASEIMAGE_REGISTRY_ENDPOINT": (
+        "us-east-1=http://127.0.0.1:5000,eu-west-1=http://127.0.0.1:5002"
+    ),
     "BASEIMAGE_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
 }
 REGISTRY = "http://127.0.0.1:5000"

@@ -46,9 +46,11 @@ def test_publish_then_republish_same_and_changed_content(run_cli, images, ecr):
     first = publish(run_cli, folder, "python3.11")
 
     assert first.code == 0, first.err
-    [result] = json.loads(first.out)["published"]
+    [published] = json.loads(first.out)["published"]
+    [result] = published["destinations"]
     digest = result["digest"]
-    assert result["pushed"] is True
+    assert result["status"] == "published"
+    assert published["test"]["passed"] is True
     assert result["reference"] == f"{ACCOUNT_HOST}/{repo}:1.4.0-python3.11@{digest}"
     assert registry_manifest(repo, "1.4.0-python3.11") == (digest, DOCKER_MANIFEST)
     assert registry_manifest(repo, result["content_tag"])[0] == digest
@@ -100,7 +102,7 @@ def test_java_image_publishes(run_cli, images, ecr):
     published = publish(run_cli, folder, "java17")
 
     assert published.code == 0, published.err
-    [result] = json.loads(published.out)["published"]
+    [result] = json.loads(published.out)["published"][0]["destinations"]
     listed = ecr.describe_images(
         repositoryName=repo, imageIds=[{"imageTag": "1.4.0-java17"}]
     )
@@ -120,8 +122,8 @@ def test_drifted_repository_is_refused_until_fixed(run_cli, images, ecr):
 
     assert refused.code == 5
     assert (
-        f"error: ECR repository {repo} has tag mutability MUTABLE (want IMMUTABLE); "
-        "scan on push off (want on)"
+        f"error: ECR repository {repo} in 123456789012/us-east-1 has tag mutability "
+        "MUTABLE (want IMMUTABLE); scan on push off (want on)"
     ) in refused.err
     assert registry_tags(repo) == []
 

@@ -13,7 +13,7 @@ import botocore.exceptions
 import pytest
 from botocore.stub import Stubber
 
-from baseimage import engine
+from baseimage import engine, repo_settings
 from baseimage.ecr import Ecr
 from baseimage.engine import Auth
 from baseimage.errors import (
@@ -188,7 +188,7 @@ def test_missing_credentials_are_an_environment_problem():
     client.describe_repositories = no_creds  # type: ignore[method-assign]
 
     with pytest.raises(CredentialsProblem, match="no AWS credentials found"):
-        ecr.ensure_repository()
+        ecr.describe_repository()
 
 
 def test_unreachable_ecr_api_is_named():
@@ -207,27 +207,28 @@ def test_unreachable_ecr_api_is_named():
 
 def test_drifted_repository_is_refused_without_fix():
     ecr, stub = stubbed_ecr()
-    stub.add_response(
-        "describe_repositories",
-        {
-            "repositories": [
-                {
-                    "repositoryName": "company/test",
-                    "repositoryUri": "u",
-                    "imageTagMutability": "MUTABLE",
-                    "imageScanningConfiguration": {"scanOnPush": False},
-                }
-            ]
-        },
-    )
+    stub.add_response("describe_repositories", {"repositories": [{
+        "repositoryName": "company/test", "repositoryUri": "u",
+        "repositoryArn": "arn:aws:ecr:us-east-1:123456789012:repository/company/test",
+        "imageTagMutability": "MUTABLE",
+        "imageScanningConfiguration": {"scanOnPush": False}}]})
+    stub.add_response("get_registry_scanning_configuration",
+                      {"scanningConfiguration": {"scanType": "BASIC", "rules": []}})
+    stub.add_client_error("get_lifecycle_policy",
+                          service_error_code="LifecyclePolicyNotFoundException")
+    stub.add_client_error("get_repository_policy",
+                          service_error_code="RepositoryPolicyNotFoundException")
+    stub.add_response("list_tags_for_resource", {"tags": []})
 
     with stub, pytest.raises(RepositoryDrift) as info:
-        ecr.ensure_repository(fix=False)
+        repo_settings.ensure(ecr, fix=False)
 
     assert info.value.message == (
-        "ECR repository company/test has tag mutability MUTABLE (want IMMUTABLE); scan "
-        "on push off (want on). Publishing there would break the guarantees of a base "
-        "image; rerun with --fix-repository to apply the spec's settings"
+        "ECR repository company/test in 123456789012/us-east-1 has tag mutability "
+        "MUTABLE (want IMMUTABLE); scan on push off (want on); effective scanning "
+        "basic scanning, manual (repository setting) (want scans on push). Publishing "
+        "there would break the guarantees of a base image; run `baseimage repo apply` "
+        "or publish with --fix-repository"
     )
 
 
