@@ -22,12 +22,12 @@ from baseimage.repo_spec import SEVERITIES, Allowance, ScanPolicy
 log = logging.getLogger(__name__)
 
 # Severity ranks, most severe first. Enhanced scanning reports UNTRIAGED for findings
-# Inspector has not rated; they rank just below LOW, so `fail_on: LOW` or lower
-# fails on them while the usual HIGH threshold does not.
+# Inspector has not rated; they rank between MEDIUM and LOW, so `fail_on: LOW` or
+# lower fails on them while the usual HIGH threshold does not.
 _RANK = {
     name: i
     for i, name in enumerate(
-        ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNTRIAGED", "UNDEFINED", "INFORMATIONAL")
+        ("CRITICAL", "HIGH", "MEDIUM", "UNTRIAGED", "UNDEFINED", "LOW", "INFORMATIONAL")
     )
 }
 _DONE = ("COMPLETE", "ACTIVE")
