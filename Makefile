@@ -20,11 +20,13 @@ export AWS_ENDPOINT_URL_ECR ?= http://127.0.0.1:5050
 export AWS_DEFAULT_REGION ?= us-east-1
 export AWS_ACCESS_KEY_ID ?= local-stack-dummy
 export AWS_SECRET_ACCESS_KEY ?= local-stack-dummy
+# There is no instance metadata service here; never let boto3 go looking for one.
+export AWS_EC2_METADATA_DISABLED ?= true
 export BASEIMAGE_REGISTRY_ENDPOINT ?= us-east-1=http://127.0.0.1:5000,eu-west-1=http://127.0.0.1:5002
 # This machine's outbound TLS is inspected: builds must trust its CA bundle.
 export BASEIMAGE_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: install stack standins demo test unit integration lint bench stack-down clean
+.PHONY: install stack demo env test unit integration lint bench stack-down clean
 
 install: $(VENV)/.installed
 
@@ -40,7 +42,19 @@ stack: install
 demo: stack
 	$(BIN)/baseimage validate
 	$(BIN)/baseimage build --runtime $(RUNTIME)
+	$(BIN)/baseimage test --runtime $(RUNTIME)
 	$(BIN)/baseimage publish --version $(VERSION) --runtime $(RUNTIME)
+
+# `eval "$$(make -s env)"` sets up a shell to run baseimage by hand on the stack.
+env:
+	@echo "export AWS_ENDPOINT_URL_ECR='$(AWS_ENDPOINT_URL_ECR)'"
+	@echo "export AWS_DEFAULT_REGION='$(AWS_DEFAULT_REGION)'"
+	@echo "export AWS_ACCESS_KEY_ID='$(AWS_ACCESS_KEY_ID)'"
+	@echo "export AWS_SECRET_ACCESS_KEY='$(AWS_SECRET_ACCESS_KEY)'"
+	@echo "export AWS_EC2_METADATA_DISABLED=true"
+	@echo "export BASEIMAGE_REGISTRY_ENDPOINT='$(BASEIMAGE_REGISTRY_ENDPOINT)'"
+	@echo "export BASEIMAGE_CA_BUNDLE='$(BASEIMAGE_CA_BUNDLE)'"
+	@echo "export PATH=\"$(CURDIR)/$(BIN):\$$PATH\""
 
 test: stack
 	$(BIN)/pytest

@@ -13,11 +13,13 @@ from typing import Any
 
 from baseimage import engine, mirrors, render
 from baseimage.engine import LineSink
+from baseimage.errors import BuildFailed
 from baseimage.render import BaseImage, Context
 from baseimage.spec import ImageSpec, RuntimeSpec
 
 log = logging.getLogger(__name__)
 
+_TLS_FAILURE = "CERTIFICATE_VERIFY_FAILED"
 LABEL_PREFIX = "dev.baseimage"
 CONTENT_LABEL = f"{LABEL_PREFIX}.content-hash"
 RUNTIME_LABEL = f"{LABEL_PREFIX}.runtime"
@@ -118,7 +120,15 @@ def build(
     labels = {**image_labels(spec, runtime, context, version), **(extra_labels or {})}
     tag = local_ref(spec, runtime.runtime.id)
     log.info("Building %s (content %s)", tag, context.content_hash[:19])
-    image_id = engine.build(client, context.path, tag, labels, on_line)
+    try:
+        image_id = engine.build(client, context.path, tag, labels, on_line)
+    except BuildFailed as exc:
+        if any(_TLS_FAILURE in line for line in exc.log) and extra_ca is None:
+            exc.message += (
+                "; TLS verification failed inside the build: if this machine's "
+                "network inspects TLS, pass its CA bundle with --ca-bundle"
+            )
+        raise
     return Built(
         spec=spec,
         runtime=runtime,
@@ -138,13 +148,39 @@ def image_labels(
         f"{OCI}.title": f"{spec.name} Lambda base image ({runtime.runtime.id})",
         f"{OCI}.description": spec.description,
         f"{OCI}.version": version,
-        f"{OCI}.created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f"{OCI}.created": created_at(spec.folder),
         f"{OCI}.revision": source_revision(spec.folder),
         f"{OCI}.base.name": context.base.name,
         f"{OCI}.base.digest": context.base.digest,
         CONTENT_LABEL: context.content_hash,
         RUNTIME_LABEL: runtime.runtime.id,
     }
+
+
+def created_at(folder: Path) -> str:
+    """The image's creation time: SOURCE_DATE_EPOCH, else the spec's commit time.
+
+    A fixed time keeps rebuilds of the same sources identical (same image id), as
+    reproducible builds do; uncommitted changes fall back to the current time.
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        moment = datetime.fromtimestamp(int(epoch), timezone.utc)
+    elif not source_revision(folder).endswith(("-dirty", "unknown")):
+        try:
+            stamp = subprocess.run(
+                ["git", "-C", str(folder), "log", "-1", "--format=%ct"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout.strip()
+            moment = datetime.fromtimestamp(int(stamp), timezone.utc)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            moment = datetime.now(timezone.utc)
+    else:
+        moment = datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def source_revision(folder: Path) -> str:

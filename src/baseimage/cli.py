@@ -24,6 +24,7 @@ from baseimage.cli_common import (
     configure_logging,
     emit,
     image_option,
+    output_options,
     runtime_option,
     targets,
 )
@@ -85,6 +86,7 @@ def cli(
 
 
 @cli.command()
+@output_options
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.pass_obj
 def validate(settings: Settings, path: Path | None) -> None:
@@ -121,6 +123,7 @@ def validate(settings: Settings, path: Path | None) -> None:
 
 
 @cli.command()
+@output_options
 @runtime_option
 @image_option
 @click.option(
@@ -155,6 +158,7 @@ def render(
 
 
 @cli.command()
+@output_options
 @runtime_option
 @image_option
 @click.option(
@@ -200,6 +204,7 @@ def build(
 
 
 @cli.command(name="test")
+@output_options
 @runtime_option
 @image_option
 @click.option(
@@ -275,6 +280,7 @@ def _skipped_gate(reason: str) -> Callable[[Built], dict[str, Any]]:
 
 
 @cli.command()
+@output_options
 @click.option(
     "--version", "version", required=True, help="Semantic version, e.g. 1.4.0."
 )
@@ -345,12 +351,11 @@ def publish(
             results.append(result)
             if not settings.json:
                 for dest in result.destinations:
-                    note = (
-                        "  (already published, nothing pushed)"
-                        if (dest.status == "unchanged")
-                        else ""
-                    )
-                    click.echo(f"{dest.reference}{note}")
+                    if dest.status == "unchanged":
+                        log.info(
+                            "%s was already published; nothing pushed", dest.reference
+                        )
+                    click.echo(dest.reference)
     finally:
         if results:
             written = report.write(results, version, report_dir)
@@ -368,7 +373,14 @@ def main() -> NoReturn:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        context = getattr(exc, "ctx", None)
+        where = context.command_path if context else "baseimage"
+        Console(stderr=True, highlight=False).print(
+            f"error: {exc.format_message()} (see `{where} --help`)",
+            style="red",
+            markup=False,
+            soft_wrap=True,
+        )
         sys.exit(exc.exit_code)
     except BaseImageError as exc:
         _report(exc, json_mode)

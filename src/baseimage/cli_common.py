@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +82,36 @@ def targets(
     wanted = None if runtime_id in (None, "all") else runtime_id
     specs = spec_module.find(settings.images_dir, wanted, image)
     return [(s, s.runtime(r)) for s in specs for r in s.runtimes if wanted in (None, r)]
+
+
+def _late_json(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    if value and isinstance(ctx.obj, Settings):
+        ctx.obj = replace(ctx.obj, json=True)
+
+
+def _late_verbose(ctx: click.Context, _: click.Parameter, value: int) -> None:
+    if value and isinstance(ctx.obj, Settings):
+        ctx.obj = replace(ctx.obj, verbosity=ctx.obj.verbosity + value)
+        ui = ctx.meta.get("ui")
+        if ui is not None:
+            ui.verbosity = ctx.obj.verbosity
+            configure_logging(ui.console, ctx.obj.verbosity)
+
+
+def output_options(command: Any) -> Any:
+    """`--json` and `-v` after the command name too (`baseimage build --json`)."""
+    command = click.option(
+        "--json",
+        is_flag=True,
+        expose_value=False,
+        callback=_late_json,
+        help="Print a JSON document on stdout.",
+    )(command)
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=_late_verbose,
+        help="More output (-vv for debug).",
+    )(command)

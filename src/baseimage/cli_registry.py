@@ -7,7 +7,14 @@ from rich.console import Console
 from rich.table import Table
 
 from baseimage import catalog, repo_settings
-from baseimage.cli_common import Settings, emit, image_option, runtime_option, targets
+from baseimage.cli_common import (
+    Settings,
+    emit,
+    image_option,
+    output_options,
+    runtime_option,
+    targets,
+)
 from baseimage.ecr import Ecr, client_factory
 from baseimage.errors import RepositoryDrift, UsageError
 from baseimage.repo_settings import RepoState
@@ -58,6 +65,7 @@ def repo() -> None:
 
 
 @repo.command()
+@output_options
 @runtime_option
 @image_option
 @click.pass_obj
@@ -86,6 +94,7 @@ def check(settings: Settings, runtime_id: str | None, image: str | None) -> None
 
 
 @repo.command()
+@output_options
 @runtime_option
 @image_option
 @click.pass_obj
@@ -101,6 +110,7 @@ def apply(settings: Settings, runtime_id: str | None, image: str | None) -> None
 
 
 @click.command()
+@output_options
 @runtime_option
 @image_option
 @click.pass_obj
@@ -150,6 +160,7 @@ def versions(settings: Settings, runtime_id: str | None, image: str | None) -> N
 
 
 @click.command()
+@output_options
 @click.option("--version", "version", required=True, help="A published version.")
 @runtime_option
 @image_option

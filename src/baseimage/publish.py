@@ -269,12 +269,14 @@ def _publish_to(
 
     existing = _existing(ecr, registry, repo, tag)
     if existing is not None:
-        digest, remote_hash = existing
+        digest, labels = existing
+        remote_hash = labels.get(CONTENT_LABEL, "")
         if remote_hash != run.context.content_hash:
             raise TagAlreadyPublished(
                 f"{repo}:{tag} is already published at {digest} with content "
                 f"{remote_hash or 'unknown'}, and this build's content is "
-                f"{run.context.content_hash}. Tags are immutable: bump the version"
+                f"{run.context.content_hash}{_why_different(labels, run.context)}. "
+                "Tags are immutable: bump the version"
             )
         log.info(
             "%s:%s in %s already holds this content; nothing to push",
@@ -284,6 +286,10 @@ def _publish_to(
         )
         outcome.status, outcome.digest, outcome.version_tag = "unchanged", digest, tag
         outcome.reference = f"{uri}:{tag}@{digest}"
+        listed = ecr.image(tag)
+        outcome.content_tag = next(
+            (t for t in (listed.tags if listed else ()) if "-sha256-" in t), ""
+        )
         return
 
     built = run.ensure_built()
@@ -346,16 +352,27 @@ def _push_and_gate(
 
 def _existing(
     ecr: Ecr, registry: Registry, repo: str, tag: str
-) -> tuple[str, str] | None:
-    """(digest, content hash) of what a tag already holds, or None when it is free."""
+) -> tuple[str, dict[str, str]] | None:
+    """(digest, image labels) of what a tag already holds, or None when it is free."""
     listed = ecr.image(tag)
     manifest = registry.manifest(repo, tag)
     if listed is None and manifest is None:
         return None
     digest = listed.digest if listed else manifest.digest  # type: ignore[union-attr]
     if manifest is None or not manifest.single_platform:
-        return digest, ""
-    return digest, registry.labels(repo, manifest).get(CONTENT_LABEL, "")
+        return digest, {}
+    return digest, registry.labels(repo, manifest)
+
+
+def _why_different(labels: dict[str, str], context: Context) -> str:
+    """A hint when the difference comes from the base image rather than the spec."""
+    then = labels.get("org.opencontainers.image.base.digest")
+    if then and then != context.base.digest:
+        return (
+            f" (the base image moved: {then} then, {context.base.digest} now; "
+            "pin it with 'digest:' to keep builds identical)"
+        )
+    return ""
 
 
 def _content_digest(

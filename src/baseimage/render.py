@@ -13,11 +13,11 @@ import hashlib
 import json
 import logging
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from baseimage import maven
+from baseimage.errors import UsageError
 from baseimage.spec import ImageSpec, RuntimeSpec
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,9 @@ def render(
     Raises:
         ArtifactFailed: a Maven artifact cannot be fetched or fails its checksum.
     """
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    if dest.exists() and any(dest.iterdir()):
+        raise UsageError(f"{dest} is not empty; render into a new or empty folder")
+    dest.mkdir(parents=True, exist_ok=True)
 
     has_ca = _write_certificates(spec, extra_ca, dest / "ca")
     if has_ca:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from baseimage.errors import UsageError
@@ -52,6 +53,8 @@ def get(runtime_id: str) -> Runtime:
     try:
         return KNOWN[runtime_id]
     except KeyError:
+        hint = difflib.get_close_matches(runtime_id, list(KNOWN), n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
         raise UsageError(
-            f"unknown runtime {runtime_id!r}; known runtimes: {known_ids()}"
+            f"unknown runtime {runtime_id!r}; {guess}known runtimes: {known_ids()}"
         ) from None
