@@ -319,6 +319,8 @@ def _push_and_gate(
         run.client, run.ui, login, registry, built, ctag
     )
     log.info("%s:%s is at %s in %s", repo, ctag, digest, destination)
+    # ECR must know the image before its scan can be asked about.
+    ecr.wait_for(ctag, digest, timeout=options.ecr_wait_seconds)
 
     verdict = scan.wait_and_judge(
         ecr, digest, spec.scan, scans_on_push=state.scans_on_push
