@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import botocore.exceptions
+
 from baseimage.ecr import Ecr
 from baseimage.errors import UsageError
 from baseimage.publish import version_tag
@@ -42,6 +44,9 @@ def releases(ecr: Ecr, runtime: str | None = None) -> list[Release]:
         pushed = detail.get("imagePushedAt")
         scan = detail.get("imageScanStatus") or {}
         summary = detail.get("imageScanFindingsSummary") or {}
+        if not scan and any(_VERSION_TAG.match(t) for t in tags):
+            # Not every ECR API answer carries the scan summary; ask for it.
+            scan, summary = _scan_of(ecr, detail["imageDigest"])
         for tag in tags:
             match = _VERSION_TAG.match(tag)
             if not match or (runtime and match["runtime"] != runtime):
@@ -61,6 +66,22 @@ def releases(ecr: Ecr, runtime: str | None = None) -> list[Release]:
                 )
             )
     return sorted(found, key=lambda r: (r.pushed_at, r.version), reverse=True)
+
+
+def _scan_of(ecr: Ecr, digest: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    with ecr.calling("read the image scan findings"):
+        try:
+            found = ecr.client.describe_image_scan_findings(
+                registryId=ecr.destination.account,
+                repositoryName=ecr.spec.repository,
+                imageId={"imageDigest": digest},
+                maxResults=1,
+            )
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ScanNotFoundException":
+                return {"status": "NONE"}, {}
+            raise
+    return found.get("imageScanStatus") or {}, found.get("imageScanFindings") or {}
 
 
 def from_line(ecr: Ecr, version: str, runtime: str) -> str:

@@ -231,15 +231,18 @@ def test_image(
         reports.append(report)
         if not settings.json:
             Console(highlight=False).print(smoke.summary_table(report))
-    if settings.json:
-        emit(settings, {"tests": [smoke.report_as_dict(r) for r in reports]}, "")
+    documents = {"tests": [smoke.report_as_dict(r) for r in reports]}
     failed = [r for r in reports if not r.passed]
+    if settings.json and not failed:
+        emit(settings, documents, "")
     if failed:
         first = failed[0]
-        raise ImageTestFailed(
+        error = ImageTestFailed(
             f"{first.image} failed its Lambda test: {smoke.failure_summary(first)}",
             log=list(first.log_excerpt),
         )
+        error.details = documents
+        raise error
 
 
 def image_gate(
@@ -356,6 +359,9 @@ def publish(
                             "%s was already published; nothing pushed", dest.reference
                         )
                     click.echo(dest.reference)
+    except BaseImageError as exc:
+        exc.details = report.document(results, version)
+        raise
     finally:
         if results:
             written = report.write(results, version, report_dir)
@@ -401,17 +407,14 @@ def _report(exc: BaseImageError, json_mode: bool) -> None:
     for problem in problems:
         console.print(f"error: {problem}", style="red", markup=False, soft_wrap=True)
     if json_mode:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": False,
-                    "error": type(exc).__name__,
-                    "exit_code": exc.exit_code,
-                    "problems": problems,
-                },
-                indent=2,
-            )
-        )
+        document = {
+            **exc.details,
+            "ok": False,
+            "error": type(exc).__name__,
+            "exit_code": exc.exit_code,
+            "problems": problems,
+        }
+        click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
 
 
 cli.add_command(cli_registry.repo)

@@ -75,22 +75,25 @@ def check(settings: Settings, runtime_id: str | None, image: str | None) -> None
         repo_settings.inspect(ecr)
         for _, ecr in _repositories(settings, runtime_id, image)
     ]
-    if settings.json:
-        emit(settings, {"repositories": [s.as_dict() for s in states]}, "")
-    else:
-        _show(states)
+    document = {"repositories": [s.as_dict() for s in states]}
     drifted = [s for s in states if s.drift or not s.exists]
+    if not settings.json:
+        _show(states)
+    elif not drifted:
+        emit(settings, document, "")
     if drifted:
         parts = [
             f"{s.repository} in {s.destination}: "
             + (repo_settings.describe(s.drift) if s.exists else "missing")
             for s in drifted
         ]
-        raise RepositoryDrift(
+        error = RepositoryDrift(
             "drift found: "
             + " | ".join(parts)
             + "; `baseimage repo apply` fixes what can be fixed"
         )
+        error.details = document
+        raise error
 
 
 @repo.command()

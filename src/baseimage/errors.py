@@ -6,6 +6,8 @@ traceback. Exit codes are documented in README ("Exit codes").
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_SPEC = 2
 EXIT_BUILD = 3
 EXIT_TEST = 4
@@ -25,6 +27,8 @@ class BaseImageError(Exception):
         self.log = log or []
         # What was done before the failure (e.g. a publish result), for reports.
         self.partial: object | None = None
+        # Extra fields for the --json error document (e.g. the drift found).
+        self.details: dict[str, Any] = {}
 
 
 class SpecInvalid(BaseImageError):

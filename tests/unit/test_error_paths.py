@@ -26,6 +26,7 @@ from baseimage.errors import (
 )
 from baseimage.repo_spec import RegistrySpec
 
+ARN = "arn:aws:ecr:us-east-1:123456789012:repository/company/test"
 REGISTRY = RegistrySpec(
     repository="company/test", region="us-east-1", account="123456789012"
 )
@@ -207,17 +208,30 @@ def test_unreachable_ecr_api_is_named():
 
 def test_drifted_repository_is_refused_without_fix():
     ecr, stub = stubbed_ecr()
-    stub.add_response("describe_repositories", {"repositories": [{
-        "repositoryName": "company/test", "repositoryUri": "u",
-        "repositoryArn": "arn:aws:ecr:us-east-1:123456789012:repository/company/test",
-        "imageTagMutability": "MUTABLE",
-        "imageScanningConfiguration": {"scanOnPush": False}}]})
-    stub.add_response("get_registry_scanning_configuration",
-                      {"scanningConfiguration": {"scanType": "BASIC", "rules": []}})
-    stub.add_client_error("get_lifecycle_policy",
-                          service_error_code="LifecyclePolicyNotFoundException")
-    stub.add_client_error("get_repository_policy",
-                          service_error_code="RepositoryPolicyNotFoundException")
+    stub.add_response(
+        "describe_repositories",
+        {
+            "repositories": [
+                {
+                    "repositoryName": "company/test",
+                    "repositoryUri": "u",
+                    "repositoryArn": ARN,
+                    "imageTagMutability": "MUTABLE",
+                    "imageScanningConfiguration": {"scanOnPush": False},
+                }
+            ]
+        },
+    )
+    stub.add_response(
+        "get_registry_scanning_configuration",
+        {"scanningConfiguration": {"scanType": "BASIC", "rules": []}},
+    )
+    stub.add_client_error(
+        "get_lifecycle_policy", service_error_code="LifecyclePolicyNotFoundException"
+    )
+    stub.add_client_error(
+        "get_repository_policy", service_error_code="RepositoryPolicyNotFoundException"
+    )
     stub.add_response("list_tags_for_resource", {"tags": []})
 
     with stub, pytest.raises(RepositoryDrift) as info:
