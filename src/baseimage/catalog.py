@@ -7,8 +7,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-import botocore.exceptions
-
 from baseimage.ecr import Ecr
 from baseimage.errors import UsageError
 from baseimage.publish import version_tag
@@ -69,18 +67,9 @@ def releases(ecr: Ecr, runtime: str | None = None) -> list[Release]:
 
 
 def _scan_of(ecr: Ecr, digest: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    with ecr.calling("read the image scan findings"):
-        try:
-            found = ecr.client.describe_image_scan_findings(
-                registryId=ecr.destination.account,
-                repositoryName=ecr.spec.repository,
-                imageId={"imageDigest": digest},
-                maxResults=1,
-            )
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ScanNotFoundException":
-                return {"status": "NONE"}, {}
-            raise
+    found = ecr.scan_findings_page(digest, max_results=1)
+    if found is None:
+        return {"status": "NONE"}, {}
     return found.get("imageScanStatus") or {}, found.get("imageScanFindings") or {}
 
 

@@ -297,6 +297,25 @@ class Ecr:
             size=item.get("imageSizeInBytes"),
         )
 
+    def scan_findings_page(
+        self, digest: str, token: str | None = None, max_results: int = 1000
+    ) -> dict[str, Any] | None:
+        """One page of an image's scan findings, or None when it has no scan yet."""
+        extra: dict[str, str] = {"nextToken": token} if token else {}
+        with self.calling("read the image scan findings"):
+            try:
+                page: dict[str, Any] = self.client.describe_image_scan_findings(
+                    **self._ids,
+                    imageId={"imageDigest": digest},
+                    maxResults=max_results,
+                    **extra,
+                )
+            except botocore.exceptions.ClientError as exc:
+                if self._missing(exc, "ScanNotFoundException"):
+                    return None
+                raise
+        return page
+
     def images(self) -> list[dict[str, Any]]:
         """Every image in the repository as ECR describes it (all pages)."""
         name = self.spec.repository

@@ -166,33 +166,16 @@ def judge(result: dict[str, Any], policy: ScanPolicy, today: date) -> Verdict:
 
 def _findings(ecr: Ecr, digest: str) -> dict[str, Any] | None:
     """The whole scan result (all pages), or None when no scan exists yet."""
-    merged: dict[str, Any] | None = None
-    token = None
-    with ecr.calling("read the image scan findings"):
-        while True:
-            extra: dict[str, str] = {"nextToken": token} if token else {}
-            try:
-                page = ecr.client.describe_image_scan_findings(
-                    registryId=ecr.destination.account,
-                    repositoryName=ecr.spec.repository,
-                    imageId={"imageDigest": digest},
-                    maxResults=1000,
-                    **extra,
-                )
-            except botocore.exceptions.ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "ScanNotFoundException":
-                    return None
-                raise
-            if merged is None:
-                merged = page
-            else:
-                found = merged.setdefault("imageScanFindings", {})
-                more = page.get("imageScanFindings") or {}
-                for key in ("findings", "enhancedFindings"):
-                    found[key] = [*(found.get(key) or []), *(more.get(key) or [])]
-            token = page.get("nextToken")
-            if not token:
-                return merged
+    merged = ecr.scan_findings_page(digest)
+    token = merged.get("nextToken") if merged else None
+    while merged is not None and token:
+        page = ecr.scan_findings_page(digest, token) or {}
+        found = merged.setdefault("imageScanFindings", {})
+        more = page.get("imageScanFindings") or {}
+        for key in ("findings", "enhancedFindings"):
+            found[key] = [*(found.get(key) or []), *(more.get(key) or [])]
+        token = page.get("nextToken")
+    return merged
 
 
 def _start_scan(ecr: Ecr, digest: str) -> bool:

@@ -7,6 +7,7 @@ command starts it, and a silently skipped integration suite proves nothing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -133,3 +134,12 @@ def registry_manifest(repository: str, reference: str) -> tuple[str, str]:
         response.headers["Docker-Content-Digest"],
         response.headers["Content-Type"].split(";")[0],
     )
+
+
+def repository_of(folder: Path, name: str) -> str:
+    """The ECR repository a copied spec publishes to."""
+    found = re.search(
+        r'repository: "([^"]+)"', (folder / name / "image.yaml").read_text()
+    )
+    assert found, f"no repository in {folder / name}"
+    return found.group(1)

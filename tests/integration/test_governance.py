@@ -4,7 +4,6 @@ several regions, the image test gate, and what was published."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +11,10 @@ import boto3
 import pytest
 import requests
 
-from tests.integration.conftest import registry_tags
+from tests.integration.conftest import registry_tags, repository_of
 
 MOTO = "http://127.0.0.1:5050"
 EU_REGISTRY = "http://127.0.0.1:5002"
-
-
-def repository_of(folder: Path, name: str) -> str:
-    found = re.search(
-        r'repository: "([^"]+)"', (folder / name / "image.yaml").read_text()
-    )
-    assert found
-    return found.group(1)
 
 
 def add_to_registry(folder: Path, name: str, lines: str) -> None:

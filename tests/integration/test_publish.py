@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -12,17 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import registry_manifest, registry_tags
+from tests.integration.conftest import (
+    registry_manifest,
+    registry_tags,
+    repository_of,
+)
 
 ACCOUNT_HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def repository_of(folder: Path, name: str) -> str:
-    text = (folder / name / "image.yaml").read_text()
-    found = re.search(r'repository: "([^"]+)"', text)
-    assert found
-    return found.group(1)
 
 
 def publish(run_cli, folder: Path, runtime: str, *extra: str):
