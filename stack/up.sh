@@ -220,6 +220,26 @@ moto_answers() {
         -d '{}'
 }
 
+# forget_ecr_images removes the image data the registries hold for ECR repositories.
+# Moto keeps ECR in memory, so a moto started afresh knows no repository; the
+# registries must then forget theirs too, or ECR's view and the registries' would
+# disagree (a tag the registry still serves but ECR has never heard of). The
+# stand-in bases under lambda/ are not ECR repositories and are kept.
+forget_ecr_images() {
+    local row region suffix repos
+    for row in "${STACK_REGIONS[@]}"; do
+        read -r region _ _ <<<"$row"
+        suffix=$(region_suffix "$region")
+        repos=$STACK_STATE_DIR/registry$suffix/docker/registry/v2/repositories
+        [ -d "$repos" ] || continue
+        if pid_alive "$STACK_RUN_DIR/registry$suffix.pid"; then
+            stop_recorded "registry$suffix"
+        fi
+        find "$repos" -mindepth 1 -maxdepth 1 ! -name lambda -exec rm -rf {} +
+        log "registry$suffix: forgot the image data of the previous ECR state"
+    done
+}
+
 main() {
     [ "$(id -u)" -eq 0 ] || die "run as root (starts dockerd and writes under /var and /run)"
     check_regions
@@ -231,6 +251,9 @@ main() {
     python=$(python_with boto3) || die "no python3 on PATH can import boto3"
 
     ensure_docker
+    if ! moto_answers >/dev/null 2>&1; then
+        forget_ecr_images
+    fi
 
     local row region registry_port bridge_port endpoints="" summary=""
     for row in "${STACK_REGIONS[@]}"; do
