@@ -186,11 +186,7 @@ def inspect(ecr: Ecr) -> RepoState:
         ),
         _encryption(spec, found),
         _lifecycle(spec, ecr.lifecycle_policy()),
-        Setting(
-            "repository policy",
-            _normal(repository_policy(spec)) if not spec.pull.empty else UNMANAGED,
-            _normal(ecr.repository_policy()),
-        ),
+        _policy(spec, ecr.repository_policy()),
         _tags(spec, ecr.tags(found["repositoryArn"])),
         Setting(
             "effective scanning",
@@ -220,8 +216,10 @@ def ensure(ecr: Ecr, fix: bool) -> RepoState:
     """
     state = inspect(ecr)
     if not state.exists:
+        # A repository we create gets all of the spec's settings, including those
+        # CreateRepository cannot set (lifecycle and repository policies).
         ecr.create_repository()
-        state = inspect(ecr)
+        return apply(ecr, inspect(ecr))
     if state.drift and not fix:
         raise RepositoryDrift(
             f"ECR repository {state.repository} in {state.destination} has "
@@ -354,7 +352,9 @@ def _lifecycle(spec: RegistrySpec, actual_text: str | None) -> Setting:
     days = spec.expire_untagged_after_days
     actual = _normal(actual_text)
     if days:
-        return Setting("lifecycle policy", _normal(lifecycle_policy(days)), actual)
+        wanted = f"expire untagged images after {days} days"
+        same = actual == _normal(lifecycle_policy(days))
+        return Setting("lifecycle policy", wanted, wanted if same else _label(actual))
     # Not declared: leave it alone unless it could expire tagged releases.
     rules = json.loads(actual_text).get("rules", []) if actual_text else []
     risky = [
@@ -369,6 +369,26 @@ def _lifecycle(spec: RegistrySpec, actual_text: str | None) -> Setting:
             "expires tagged images",
         )
     return Setting("lifecycle policy", UNMANAGED, actual)
+
+
+def _policy(spec: RegistrySpec, actual_text: str | None) -> Setting:
+    actual = _normal(actual_text)
+    if spec.pull.empty:
+        return Setting("repository policy", UNMANAGED, _label(actual))
+    who = [
+        *(f"organization {o}" for o in spec.pull.organizations),
+        *(f"account {a}" for a in spec.pull.accounts),
+    ]
+    if spec.pull.lambda_service:
+        who.append("lambda.amazonaws.com")
+    wanted = "pull for " + ", ".join(who)
+    same = actual == _normal(repository_policy(spec))
+    return Setting("repository policy", wanted, wanted if same else _label(actual))
+
+
+def _label(normal_text: str) -> str:
+    """A short word for a policy that is absent or differs from the spec's."""
+    return "none" if normal_text == "none" else "a different policy"
 
 
 def _tags(spec: RegistrySpec, actual: dict[str, str]) -> Setting:

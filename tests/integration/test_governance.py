@@ -26,9 +26,12 @@ def add_to_registry(folder: Path, name: str, lines: str) -> None:
     spec_file.write_text(text.replace(anchor, anchor + lines, 1))
 
 
-def append(folder: Path, name: str, text: str) -> None:
+def set_scan(folder: Path, name: str, text: str) -> None:
+    """Replace the spec's scan section (the last one in the project's specs)."""
     spec_file = folder / name / "image.yaml"
-    spec_file.write_text(spec_file.read_text() + "\n" + text)
+    current = spec_file.read_text()
+    assert "\nscan:\n" in current
+    spec_file.write_text(current[: current.index("\nscan:\n")] + "\n" + text)
 
 
 def publish(run_cli, folder: Path, *extra: str):
@@ -83,14 +86,11 @@ def stage_scan_result(
 def test_repo_check_finds_drift_per_setting_and_apply_repairs_it(run_cli, images, ecr):
     folder = images("python")
     repo = repository_of(folder, "python")
-    add_to_registry(
-        folder,
-        "python",
-        (
-            "  expire_untagged_after_days: 14\n"
-            '  pull:\n    organizations: ["o-abcdefghij"]\n    lambda: true\n'
-            '  tags:\n    team: "platform"\n'
-        ),
+    spec_file = folder / "python/image.yaml"
+    spec_file.write_text(
+        spec_file.read_text().replace(
+            "  pull:\n", '  pull:\n    organizations: ["o-abcdefghij"]\n', 1
+        )
     )
     created = ecr.create_repository(
         repositoryName=repo,
@@ -184,11 +184,6 @@ def test_encryption_drift_cannot_be_fixed_in_place(run_cli, images, ecr):
 def test_scan_gate_by_severity(run_cli, images, ecr, severity, exit_code):
     folder = images("python")
     repo = repository_of(folder, "python")
-    ecr.create_repository(
-        repositoryName=repo,
-        imageTagMutability="IMMUTABLE",
-        imageScanningConfiguration={"scanOnPush": True},
-    )
     stage_scan_result(repo, "COMPLETE", [("CVE-2026-0001", severity)])
 
     result = publish(run_cli, folder)
@@ -217,7 +212,7 @@ def test_scan_gate_by_severity(run_cli, images, ecr, severity, exit_code):
 def test_allowlisted_finding(run_cli, images, ecr, expires, exit_code):
     folder = images("python")
     repo = repository_of(folder, "python")
-    append(
+    set_scan(
         folder,
         "python",
         (
@@ -225,11 +220,6 @@ def test_allowlisted_finding(run_cli, images, ecr, expires, exit_code):
             '      reason: "the vulnerable code path needs a shell; Lambda has none"\n'
             f'      expires: "{expires}"\n'
         ),
-    )
-    ecr.create_repository(
-        repositoryName=repo,
-        imageTagMutability="IMMUTABLE",
-        imageScanningConfiguration={"scanOnPush": True},
     )
     stage_scan_result(repo, "COMPLETE", [("CVE-2026-0002", "CRITICAL")])
 
@@ -247,12 +237,7 @@ def test_allowlisted_finding(run_cli, images, ecr, expires, exit_code):
 def test_scan_that_never_completes_fails_the_publish(run_cli, images, ecr):
     folder = images("python")
     repo = repository_of(folder, "python")
-    append(folder, "python", "scan:\n  timeout_seconds: 4\n")
-    ecr.create_repository(
-        repositoryName=repo,
-        imageTagMutability="IMMUTABLE",
-        imageScanningConfiguration={"scanOnPush": True},
-    )
+    set_scan(folder, "python", "scan:\n  timeout_seconds: 4\n")
     stage_scan_result(repo, "IN_PROGRESS", [])
 
     result = publish(run_cli, folder)
