@@ -159,6 +159,7 @@ class _Run:
     gate: Gate | None
     result: Published
     built: Built | None = None
+    image_error: BaseImageError | None = None
 
     @property
     def tag(self) -> str:
@@ -170,20 +171,28 @@ class _Run:
             skipped = self.options.skip_test_reason
             # "gated": this image is published only if the Lambda test passes.
             labels = {builder.TEST_LABEL: "skipped" if skipped else "gated"}
-            built = builder.build(
-                self.client,
-                self.spec,
-                self.runtime,
-                version=self.options.version,
-                extra_ca=self.options.extra_ca,
-                on_line=self.ui.build_lines(),
-                context=self.context,
-                extra_labels=labels,
-            )
-            if self.gate is not None:
-                self.result.test = self.gate(built)  # raises when the test fails
+            try:
+                built = self._build_and_test(labels)
+            except BaseImageError as exc:
+                self.image_error = exc
+                raise
             self.built = built
         return self.built
+
+    def _build_and_test(self, labels: dict[str, str]) -> Built:
+        built = builder.build(
+            self.client,
+            self.spec,
+            self.runtime,
+            version=self.options.version,
+            extra_ca=self.options.extra_ca,
+            on_line=self.ui.build_lines(),
+            context=self.context,
+            extra_labels=labels,
+        )
+        if self.gate is not None:
+            self.result.test = self.gate(built)  # raises when the test fails
+        return built
 
 
 def publish_one(
@@ -221,24 +230,37 @@ def publish_one(
         result.content_hash = context.content_hash
         run = _Run(client, spec, runtime, options, ui, context, gate, result)
         errors: list[BaseImageError] = []
+        several = len(spec.registry.destinations) > 1
         for destination in spec.registry.destinations:
             outcome = DestinationResult(
                 str(destination), repository=spec.registry.repository
             )
             result.destinations.append(outcome)
+            if run.image_error is not None:
+                # The image itself failed (build or test): no destination gets it.
+                outcome.status, outcome.error = "not attempted", run.image_error.message
+                continue
             try:
                 _publish_to(run, ecr_clients, destination, outcome)
             except BaseImageError as exc:
                 outcome.status, outcome.error = "failed", exc.message
                 errors.append(exc)
-                log.error("%s: %s", destination, exc.message)
+                if several:
+                    log.error("%s: %s", destination, exc.message)
 
     if not errors:
         return result
     if len(result.destinations) == 1:
         errors[0].partial = result
         raise errors[0]
-    done = [d.destination for d in result.destinations if d.status != "failed"]
+    if run.image_error is not None:
+        run.image_error.partial = result
+        raise run.image_error
+    done = [
+        d.destination
+        for d in result.destinations
+        if d.status == "published" or d.status == "unchanged"
+    ]
     failed = [d.destination for d in result.destinations if d.status == "failed"]
     incomplete = PublishIncomplete(
         f"{spec.registry.repository}:{tag} published to "
