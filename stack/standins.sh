@@ -25,6 +25,8 @@ LOG_TAG=standins
 SUITE=bookworm
 ARCH=$(dpkg --print-architecture)
 AWSLAMBDARIC_VERSION=${AWSLAMBDARIC_VERSION:-4.2.2}
+# The AWS Python images ship the AWS SDK in /var/runtime; functions rely on it.
+BOTO3_VERSION=${BOTO3_VERSION:-1.43.11}
 HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 BUILD_ROOT=/var/tmp/baseimage-stack
 RECORD_DIR=$STACK_STATE_DIR/standins
@@ -208,10 +210,11 @@ add_python_runtime() {
     # The AWS images let pip install anywhere; Debian's marker (PEP 668) refuses.
     rm -f "$dir"/usr/lib/python3*/EXTERNALLY-MANAGED
 
-    log "python3.11: pip install awslambdaric==$AWSLAMBDARIC_VERSION into /var/runtime (in the chroot)"
+    log "python3.11: pip install awslambdaric==$AWSLAMBDARIC_VERSION and" \
+        "boto3==$BOTO3_VERSION into /var/runtime (in the chroot)"
     in_chroot "$dir" /usr/bin/python3.11 -m pip install --quiet --target /var/runtime \
-        "awslambdaric==$AWSLAMBDARIC_VERSION" >&2 ||
-        die "pip could not install awslambdaric in the chroot"
+        "awslambdaric==$AWSLAMBDARIC_VERSION" "boto3==$BOTO3_VERSION" >&2 ||
+        die "pip could not install awslambdaric and boto3 in the chroot"
 
     install -m 755 "$STANDIN/python/bootstrap" "$dir/var/runtime/bootstrap"
 }
