@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -39,14 +39,39 @@ _IMAGE_REF = re.compile(
 
 # Variables the Lambda base images define and functions rely on; a base image that
 # changes them breaks the runtime contract.
+_FOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+# Variables the Lambda base images or the Lambda service set, and loader variables
+# that would change every process; a base image must not change them.
 RESERVED_ENV = frozenset(
-    {"LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "PATH", "LD_LIBRARY_PATH", "_HANDLER"}
+    {
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+        "PATH",
+        "LD_LIBRARY_PATH",
+        "_HANDLER",
+        "LD_PRELOAD",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
+        "_X_AMZN_TRACE_ID",
+        "TZ",
+    }
+)
+_RESERVED_PREFIXES = ("AWS_LAMBDA_",)
+# Set from the trust section; a spec value would silently undo it.
+TRUST_ENV = frozenset(
+    {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AWS_CA_BUNDLE", "PIP_CERT"}
 )
 # Names that would put a credential into an image layer.
 _CREDENTIAL_ENV = re.compile(
-    r"(^AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)$)|PASSWORD|SECRET|TOKEN|"
-    r"PRIVATE_KEY|API_KEY",
+    r"(^AWS_(ACCESS_KEY_ID|ACCESS_KEY|SECRET_ACCESS_KEY|SECRET_KEY|SESSION_TOKEN)$)"
+    r"|PASSWORD|PASSWD|_PWD$|PASSPHRASE|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY|PRIVKEY"
+    r"|API_?KEY|SIGNING_KEY|CLIENT_KEY|BEARER|(^|_)AUTH$|_PAT$|DATABASE_URL|DSN$",
     re.IGNORECASE,
+)
+# Values that are credentials whatever the name: AWS access key ids, PEM keys.
+_CREDENTIAL_VALUE = re.compile(
+    r"\b(AKIA|ASIA)[A-Z0-9]{16}\b|-----BEGIN [A-Z ]*PRIVATE KEY"
 )
 
 TOP_KEYS = (
@@ -186,8 +211,22 @@ def load(path: Path) -> ImageSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecInvalid([f"{path}: cannot read the spec: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise SpecInvalid(
+            [f"{path}: not UTF-8 text (byte {exc.start}); save the spec as UTF-8"]
+        ) from exc
+    if not _FOLDER_NAME.fullmatch(path.parent.name):
+        raise SpecInvalid(
+            [
+                f"{path.parent}: the folder name {path.parent.name!r} "
+                "names the image, so it must be lowercase letters, digits, "
+                "'.', '_' or '-'; rename the folder"
+            ]
+        )
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError as exc:
+        raise SpecInvalid([f"{path}: nested too deeply to be a spec"]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -345,7 +384,7 @@ def _python(check: Checker, node: yaml.Node) -> PythonLayer:
             if folder is None:
                 continue
             if (
-                not _PACKAGE.match(folder.name)
+                not _PACKAGE.fullmatch(folder.name)
                 or not (folder / "__init__.py").is_file()
             ):
                 check.problem(
@@ -353,6 +392,15 @@ def _python(check: Checker, node: yaml.Node) -> PythonLayer:
                     where,
                     f"{folder.name!r} is not an importable package "
                     "(a folder with __init__.py and a valid module name)",
+                )
+                continue
+            links = [p for p in sorted(folder.rglob("*")) if p.is_symlink()]
+            if links:
+                check.problem(
+                    item,
+                    where,
+                    f"{links[0].relative_to(folder.parent)} is a "
+                    "symlink; package folders must hold plain files only",
                 )
                 continue
             packages.append(folder)
@@ -414,15 +462,39 @@ def _files(check: Checker, node: yaml.Node) -> tuple[FileCopy, ...]:
             continue
         source = check.inside(entry["source"][1], f"{where}.source")
         target = check.string(entry["target"][1], f"{where}.target")
+        clean = PurePosixPath(target).as_posix() if target else ""
         if target is not None and (
-            target.startswith("/") or ".." in Path(target).parts or not target.strip()
+            target.startswith("/")
+            or ".." in PurePosixPath(target).parts
+            or target.endswith("/")
+            or clean in ("", ".")
+            or "\n" in target
         ):
             check.problem(
                 entry["target"][1],
                 f"{where}.target",
-                f"{target!r} must be a relative path under /var/task without '..'",
+                f"{target!r} must name a file under /var/task: a relative path, "
+                "without '..', not ending in '/'",
             )
             continue
+        if target is not None:
+            target = clean
+            taken = {f.target for f in found}
+            parents = {p.as_posix() for p in PurePosixPath(target).parents}
+            clash = [
+                t
+                for t in taken
+                if t == target
+                or t in parents
+                or target in {p.as_posix() for p in PurePosixPath(t).parents}
+            ]
+            if clash:
+                check.problem(
+                    entry["target"][1],
+                    f"{where}.target",
+                    f"{target!r} clashes with the target {clash[0]!r}",
+                )
+                continue
         if source is not None and target is not None:
             found.append(FileCopy(source=source, target=target))
     return tuple(found)
@@ -432,13 +504,20 @@ def _env(check: Checker, node: yaml.Node) -> dict[str, str]:
     env: dict[str, str] = {}
     for name, (key_node, value_node) in check.mapping(node, "env").items():
         where = f"env.{name}"
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             check.problem(key_node, where, "not a valid environment variable name")
-        elif name in RESERVED_ENV:
+        elif name in TRUST_ENV:
             check.problem(
                 key_node,
                 where,
-                "is set by the Lambda base image and must not be changed; remove it",
+                "is set from the trust section; list the "
+                "CA under trust.ca_certificates instead",
+            )
+        elif name in RESERVED_ENV or name.startswith(_RESERVED_PREFIXES):
+            check.problem(
+                key_node,
+                where,
+                "is set by Lambda or its base image and must not be changed; remove it",
             )
         elif _CREDENTIAL_ENV.search(name):
             check.problem(
@@ -449,7 +528,22 @@ def _env(check: Checker, node: yaml.Node) -> dict[str, str]:
             )
         else:
             value = check.string(value_node, where)
-            if value is not None:
+            if value is None:
+                continue
+            if "\n" in value or "\r" in value or "\0" in value:
+                check.problem(
+                    value_node,
+                    where,
+                    "holds a line break or NUL; environment values are one line",
+                )
+            elif _CREDENTIAL_VALUE.search(value):
+                check.problem(
+                    value_node,
+                    where,
+                    "holds what looks like a credential; "
+                    "never bake secrets into an image",
+                )
+            else:
                 env[name] = value
     return env
 
@@ -476,6 +570,10 @@ def find(
     if runtime_id is not None:
         runtimes.get(runtime_id)
     if image is not None:
+        if not _FOLDER_NAME.fullmatch(image):
+            raise UsageError(
+                f"--image takes a spec folder name under {images_dir}, not {image!r}"
+            )
         folder = images_dir / image
         if not (folder / SPEC_FILE).is_file():
             names = ", ".join(p.parent.name for p in discover(images_dir)) or "none"

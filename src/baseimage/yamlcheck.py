@@ -82,7 +82,7 @@ class Checker:
             )
             return None
         value: str = node.value
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             self.problem(node, where, f"expected {expected}, got {value!r}")
             return None
         return value
@@ -121,7 +121,15 @@ class Checker:
         if not isinstance(node, yaml.ScalarNode) or node.tag != _INT:
             self.problem(node, where, f"expected a whole number, got {kind(node)}")
             return None
-        value = int(node.value, 0)
+        try:
+            if len(node.value) > 1 and node.value.startswith("0"):
+                raise ValueError("YAML reads a leading 0 as octal")
+            value = int(node.value.replace("_", ""), 10)
+        except ValueError:
+            self.problem(
+                node, where, f"expected a whole number in decimal, got {node.value!r}"
+            )
+            return None
         if not low <= value <= high:
             self.problem(node, where, f"expected {low} to {high}, got {value}")
             return None

@@ -131,7 +131,7 @@ def test_every_problem_is_reported_at_once(write_spec):
         "mirrors, registry, trust, python, java, files, env, scan"
     )
     assert "registry.account" in problems[1]
-    assert "env.PATH: is set by the Lambda base image" in problems[2]
+    assert "env.PATH: is set by Lambda or its base image" in problems[2]
     assert "env.DB_PASSWORD: looks like a credential" in problems[3]
 
 
@@ -196,7 +196,7 @@ def test_missing_file_and_bad_target(write_spec):
     assert problems[0].endswith(
         f"files[0].source: file 'nope.json' not found in {path.parent.resolve()}"
     )
-    assert "files[0].target: '../etc/passwd' must be a relative path" in problems[1]
+    assert "files[0].target: '../etc/passwd' must name a file under" in problems[1]
 
 
 def test_python_and_java_layers_are_read(write_spec):
@@ -287,3 +287,97 @@ def test_two_specs_with_one_runtime_need_image(write_spec, tmp_path):
 
     [chosen] = spec.find(tmp_path / "images", "python3.11", "python-slim")
     assert chosen.name == "python-slim"
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        pytest.param(
+            'env:\n  DB_PASSWD: "x"\n',
+            "env.DB_PASSWD: looks like a credential",
+            id="credential-name",
+        ),
+        pytest.param(
+            'env:\n  SOME_ID: "AKIAABCDEFGHIJKLMNOP"\n',
+            "env.SOME_ID: holds what looks like a credential",
+            id="credential-value",
+        ),
+        pytest.param(
+            'env:\n  AWS_LAMBDA_RUNTIME_API: "x"\n',
+            "env.AWS_LAMBDA_RUNTIME_API: is set by Lambda",
+            id="lambda-reserved",
+        ),
+        pytest.param(
+            'env:\n  SSL_CERT_FILE: "/x"\n',
+            "env.SSL_CERT_FILE: is set from the trust section",
+            id="trust-env",
+        ),
+        pytest.param(
+            'env:\n  MULTI: "a\\nb"\n',
+            "env.MULTI: holds a line break",
+            id="newline-value",
+        ),
+        pytest.param(
+            'files:\n  - {source: "c.json", target: "."}\n',
+            "files[0].target: '.' must name a file under /var/task",
+            id="target-dot",
+        ),
+        pytest.param(
+            'files:\n  - {source: "c.json", target: "conf/"}\n',
+            "files[0].target: 'conf/' must name a file",
+            id="target-folder",
+        ),
+        pytest.param(
+            'files:\n  - {source: "c.json", target: "company"}\n'
+            '  - {source: "c.json", target: "company/x.json"}\n',
+            "files[1].target: 'company/x.json' clashes with the target 'company'",
+            id="target-clash",
+        ),
+    ],
+)
+def test_values_that_would_break_or_leak_are_refused(write_spec, snippet, message):
+    path = write_spec(MINIMAL_PYTHON + snippet, files={"c.json": "{}"})
+
+    assert any(message in p for p in problems_of(path)), problems_of(path)
+
+
+def test_a_trailing_newline_never_passes_a_pattern(write_spec):
+    path = write_spec(
+        MINIMAL_PYTHON.replace('region: "us-east-1"', 'region: "us-east-1\\n"')
+    )
+
+    [problem] = problems_of(path)
+
+    assert "registry.region: expected an AWS region like us-east-1" in problem
+
+
+def test_symlinks_inside_a_package_are_refused(write_spec, tmp_path):
+    (tmp_path / "secret").write_text("host only")
+    text = MINIMAL_PYTHON + 'python:\n  packages: ["company"]\n'
+    path = write_spec(text, files={"company/__init__.py": ""})
+    os.symlink(tmp_path / "secret", path.parent / "company" / "shadow")
+
+    [problem] = problems_of(path)
+
+    assert problem.endswith(
+        "python.packages[0]: company/shadow is a symlink; package "
+        "folders must hold plain files only"
+    )
+
+
+def test_the_folder_name_must_make_an_image_name(write_spec):
+    path = write_spec(name="My Image")
+
+    [problem] = problems_of(path)
+
+    assert "the folder name 'My Image' names the image" in problem
+
+
+def test_integers_are_decimal(write_spec):
+    path = write_spec(MINIMAL_PYTHON + "scan:\n  timeout_seconds: 010\n")
+
+    [problem] = problems_of(path)
+
+    assert "scan.timeout_seconds: expected a whole number in decimal, got '010'" in (
+        problem
+    )
