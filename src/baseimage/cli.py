@@ -138,6 +138,8 @@ def render(
     """Print the Dockerfile a runtime's image is built from."""
     if not runtime_id:
         raise UsageError("render needs --runtime, e.g. --runtime python3.11")
+    if runtime_id == "all":
+        raise UsageError("render shows one runtime's Dockerfile; name one runtime")
     [(one, rt)] = targets(settings, runtime_id, image)
     client = engine.connect()
     import tempfile
@@ -375,23 +377,39 @@ def main() -> NoReturn:
     json_mode = "--json" in sys.argv[1:]
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _print_error(
+            "interrupted; nothing more was done", "Interrupted", 130, json_mode
+        )
         sys.exit(130)
     except click.ClickException as exc:
         context = getattr(exc, "ctx", None)
         where = context.command_path if context else "baseimage"
-        Console(stderr=True, highlight=False).print(
-            f"error: {exc.format_message()} (see `{where} --help`)",
-            style="red",
-            markup=False,
-            soft_wrap=True,
+        _print_error(
+            f"{exc.format_message()} (see `{where} --help`)",
+            "UsageError",
+            exc.exit_code,
+            json_mode,
         )
         sys.exit(exc.exit_code)
     except BaseImageError as exc:
         _report(exc, json_mode)
         sys.exit(exc.exit_code)
     sys.exit(0)
+
+
+def _print_error(message: str, kind: str, code: int, json_mode: bool) -> None:
+    Console(stderr=True, highlight=False).print(
+        f"error: {message}", style="red", markup=False, soft_wrap=True
+    )
+    if json_mode:
+        click.echo(
+            json.dumps(
+                {"ok": False, "error": kind, "exit_code": code, "problems": [message]},
+                indent=2,
+                sort_keys=True,
+            )
+        )
 
 
 def _report(exc: BaseImageError, json_mode: bool) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.highlighter import NullHighlighter
 from rich.logging import RichHandler
 
 from baseimage import spec as spec_module
@@ -37,6 +38,7 @@ def configure_logging(console: Console, verbosity: int) -> None:
             show_path=False,
             markup=False,
             rich_tracebacks=False,
+            highlighter=NullHighlighter(),
         )
     else:
         handler = logging.StreamHandler(sys.stderr)

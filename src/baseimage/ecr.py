@@ -8,6 +8,7 @@ botocore error is translated here; nothing above this module sees a ClientError.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from baseimage.engine import Auth
 from baseimage.errors import (
     CredentialsProblem,
     RegistryUnavailable,
+    UsageError,
 )
 from baseimage.repo_spec import Destination, RegistrySpec
 
@@ -47,9 +49,36 @@ _CREDENTIAL_CODES = frozenset(
 
 
 def client_factory() -> ClientFactory:
-    """A function that makes an ECR client for a region, with the standard settings."""
-    session = boto3.session.Session()
-    return lambda region: session.client("ecr", region_name=region)
+    """A function that makes an ECR client for a region, with the standard settings.
+
+    Raises:
+        CredentialsProblem: the AWS profile or configuration cannot be loaded.
+    """
+    try:
+        session = boto3.session.Session()
+    except botocore.exceptions.BotoCoreError as exc:
+        raise CredentialsProblem(
+            f"the AWS configuration cannot be loaded ({type(exc).__name__}); check "
+            "AWS_PROFILE and the config files"
+        ) from exc
+
+    def make(region: str) -> Any:
+        try:
+            return session.client("ecr", region_name=region)
+        except botocore.exceptions.BotoCoreError as exc:
+            raise CredentialsProblem(
+                f"no ECR client for {region} ({type(exc).__name__}); check AWS_PROFILE "
+                "and the config files"
+            ) from exc
+
+    return make
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @dataclass(frozen=True)
@@ -102,6 +131,15 @@ class Ecr:
                 f"no AWS credentials found for {action}; configure a profile, "
                 "environment variables or an instance role"
             ) from exc
+        except (
+            botocore.exceptions.PartialCredentialsError,
+            botocore.exceptions.CredentialRetrievalError,
+            botocore.exceptions.ProfileNotFound,
+        ) as exc:
+            raise CredentialsProblem(
+                f"the AWS credentials for {action} are incomplete or cannot be loaded "
+                f"({type(exc).__name__}); check AWS_PROFILE and the credential settings"
+            ) from exc
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             message = exc.response.get("Error", {}).get("Message", "")
@@ -123,7 +161,17 @@ class Ecr:
                 "AWS_ENDPOINT_URL_ECR and the network"
             ) from exc
         except botocore.exceptions.BotoCoreError as exc:
-            raise RegistryUnavailable(f"ECR {action} failed: {exc}") from exc
+            # Only the class name: botocore's text can quote request headers, which
+            # carry the access key id and a signature.
+            raise RegistryUnavailable(
+                f"ECR {action} failed ({type(exc).__name__}); check the region, the "
+                "endpoint settings and the network"
+            ) from exc
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise RegistryUnavailable(
+                f"the ECR API answered {action} with something that is not ECR's "
+                "answer; check AWS_ENDPOINT_URL_ECR points at ECR"
+            ) from exc
 
     def _missing(self, exc: Exception, *codes: str) -> bool:
         return isinstance(exc, botocore.exceptions.ClientError) and (
@@ -269,6 +317,12 @@ class Ecr:
         url = endpoint_override or entry["proxyEndpoint"]
         if "://" not in url:
             url = f"https://{url}"
+        host = urlparse(url).hostname or ""
+        if url.startswith("http://") and not _loopback(host):
+            raise UsageError(
+                f"the registry endpoint {url} is plain HTTP and not on this machine; "
+                "the ECR token would cross the network in clear text. Use https://"
+            )
         return Login(
             registry_url=url.rstrip("/"),
             push_host=urlparse(url).netloc,

@@ -18,6 +18,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests
+import urllib3.exceptions
 
 from baseimage.errors import (
     BuildFailed,
@@ -125,7 +126,7 @@ def build(
         raise BuildFailed(
             f"the engine refused the build: {exc.explanation or exc}"
         ) from exc
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise EngineUnavailable(
             f"lost the Docker engine during the build: {exc}"
         ) from exc
@@ -160,7 +161,11 @@ def push(
             error=PushFailed,
             on_chunk=on_progress,
         )
-    except (docker.errors.APIError, requests.RequestException) as exc:
+    except (
+        docker.errors.APIError,
+        requests.RequestException,
+        urllib3.exceptions.HTTPError,
+    ) as exc:
         raise PushFailed(
             f"push of {repository}:{tag} failed: {exc}; nothing was tagged, run the "
             "publish again once the registry is reachable"

@@ -25,6 +25,7 @@ from baseimage.errors import (
     PublishIncomplete,
     PublishRefused,
     PushFailed,
+    RegistryUnavailable,
     ScanGateFailed,
     TagAlreadyPublished,
     UsageError,
@@ -363,13 +364,23 @@ def _push_and_gate(
             f"{repo}:{tag} was published by someone else while "
             "this build ran; bump the version"
         )
+    if spec.registry.tag_is_mutable(ctag):
+        raise PublishRefused(
+            f"{ctag} matches a mutable_tags filter; content tags must be immutable"
+        )
     version_digest = _push_tag(run.client, run.ui, login, registry, built, tag)
     if version_digest != digest:
         raise PushFailed(
             f"{repo}:{tag} landed at {version_digest}, not at {digest}; "
             "inspect the repository before anyone uses this tag"
         )
-    ecr.wait_for(tag, digest, timeout=options.ecr_wait_seconds)
+    try:
+        ecr.wait_for(tag, digest, timeout=options.ecr_wait_seconds)
+    except RegistryUnavailable as exc:
+        raise RegistryUnavailable(
+            f"{repo}:{tag} was pushed at {digest}, but ECR could not confirm it: "
+            f"{exc.message}. Run the same publish again to confirm"
+        ) from exc
     outcome.status, outcome.digest, outcome.version_tag = "published", digest, tag
     outcome.reference = f"{uri}:{tag}@{digest}"
 
@@ -382,6 +393,12 @@ def _existing(
     manifest = registry.manifest(repo, tag)
     if listed is None and manifest is None:
         return None
+    if listed is not None and manifest is not None and listed.digest != manifest.digest:
+        raise RegistryUnavailable(
+            f"ECR lists {repo}:{tag} at {listed.digest} but the registry serves "
+            f"{manifest.digest}; they must agree before anything is published. "
+            "Inspect the repository"
+        )
     digest = listed.digest if listed else manifest.digest  # type: ignore[union-attr]
     if manifest is None or not manifest.single_platform:
         return digest, {}

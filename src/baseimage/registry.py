@@ -63,7 +63,13 @@ class Registry:
             return None
         self._check(response, f"manifest {repository}:{reference}")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        body = json.loads(response.content)
+        try:
+            body = json.loads(response.content)
+        except ValueError as exc:
+            raise RegistryUnavailable(
+                f"{self.url} answered {repository}:{reference} with something that is "
+                "not a manifest (a proxy's page?); check the registry endpoint"
+            ) from exc
         digest = response.headers.get("Docker-Content-Digest", "")
         return Manifest(
             digest=digest, media_type=media_type or body.get("mediaType", ""), body=body
@@ -80,7 +86,12 @@ class Registry:
             raise RegistryUnavailable(f"manifest {manifest.digest} has no config blob")
         response = self._get(f"/v2/{repository}/blobs/{digest}")
         self._check(response, f"config blob {digest}")
-        config: dict[str, Any] = json.loads(response.content)
+        try:
+            config: dict[str, Any] = json.loads(response.content)
+        except ValueError as exc:
+            raise RegistryUnavailable(
+                f"{self.url} served no JSON for {digest}"
+            ) from exc
         return config
 
     def labels(self, repository: str, manifest: Manifest) -> dict[str, str]:

@@ -136,8 +136,11 @@ def render(
         dest / "Dockerfile", template.replace(_FROM_PLACEHOLDER, base.from_ref).encode()
     )
     (dest / "Dockerfile").chmod(0o644)
+    # The description becomes a label, so it is part of what the image carries.
     content_hash = _hash(
-        dest, template.replace(_FROM_PLACEHOLDER, f"{base.name}@{base.digest}")
+        dest,
+        template.replace(_FROM_PLACEHOLDER, f"{base.name}@{base.digest}"),
+        spec.description,
     )
     return Context(
         path=dest,
@@ -264,8 +267,9 @@ def _normalise_modes(root: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def _hash(root: Path, canonical_dockerfile: str) -> str:
+def _hash(root: Path, canonical_dockerfile: str, description: str) -> str:
     digest = hashlib.sha256(f"{CONTEXT_FORMAT}\n".encode())
+    digest.update(b"description\0" + hashlib.sha256(description.encode()).digest())
     digest.update(
         b"Dockerfile\0" + hashlib.sha256(canonical_dockerfile.encode()).digest()
     )

@@ -23,6 +23,26 @@ _KMS = re.compile(r"^(arn:aws[a-z-]*:kms:\S+|alias/\S+|[0-9a-f-]{36})$")
 _TAG_FILTER = re.compile(r"^[A-Za-z0-9_.*-]{1,128}$")
 _FINDING = re.compile(r"^\S{1,200}$")
 
+# Tags publish creates, for every known runtime: exclusion filters must match none.
+_RELEASE_SAMPLES = tuple(
+    tag
+    for rid in (
+        "python3.10",
+        "python3.11",
+        "python3.12",
+        "python3.13",
+        "java11",
+        "java17",
+        "java21",
+    )
+    for tag in (
+        f"1.4.0-{rid}",
+        f"0.0.1-{rid}",
+        f"10.20.30-rc.1-{rid}",
+        f"2.0.0-beta-{rid}",
+        f"{rid}-sha256-0123456789abcdef",
+    )
+)
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL")
 MUTABILITY = ("IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION")
 ENCRYPTION = ("AES256", "KMS")
@@ -221,9 +241,7 @@ def _check_consistency(
             "only applies with tag_mutability: IMMUTABLE_WITH_EXCLUSION",
         )
     for pattern in filters:  # type: ignore[attr-defined]
-        if fnmatch.fnmatchcase("1.0.0-python3.11", pattern) or fnmatch.fnmatchcase(
-            "python3.11-sha256-0123456789abcdef", pattern
-        ):
+        if any(fnmatch.fnmatchcase(tag, pattern) for tag in _RELEASE_SAMPLES):
             check.problem(
                 fields["mutable_tags"][1],
                 "registry.mutable_tags",

@@ -381,12 +381,17 @@ def failure_summary(report: TestReport, limit: int = 3) -> str:
     failed = report.failures
     if not failed:
         return f"{report.image} passed"
-    shown = "; ".join(
-        f"{c.name}: {c.detail.splitlines()[0] if c.detail else 'failed'}"
-        for c in failed[:limit]
-    )
+    shown = "; ".join(f"{c.name}: {_headline(c.detail)}" for c in failed[:limit])
     more = f" (and {len(failed) - limit} more)" if len(failed) > limit else ""
     return f"{report.image} failed the Lambda smoke test: {shown}{more}"
+
+
+def _headline(detail: str) -> str:
+    """The line that says what went wrong: a traceback's last line, else the first."""
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    if not lines:
+        return "failed"
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def summary_table(report: TestReport) -> Table:
