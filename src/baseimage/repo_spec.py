@@ -172,7 +172,7 @@ def parse_registry(check: Checker, node: yaml.Node) -> RegistrySpec | None:
     settings: dict[str, object] = {}
     if "replicas" in fields:
         settings["replicas"] = _replicas(
-            check, fields["replicas"][1], values.get("account")
+            check, fields["replicas"][1], values.get("account"), values.get("region")
         )
     if "tag_mutability" in fields:
         settings["tag_mutability"] = _choice(
@@ -273,9 +273,10 @@ def _choice(
 
 
 def _replicas(
-    check: Checker, node: yaml.Node, account: str | None
+    check: Checker, node: yaml.Node, account: str | None, region: str | None
 ) -> tuple[Destination, ...] | None:
-    found = []
+    found: list[Destination] = []
+    primary = Destination(region or "", account or "")
     for i, item in enumerate(check.sequence(node, "registry.replicas")):
         where = f"registry.replicas[{i}]"
         entry = check.mapping(item, where, ("region", "account"))
@@ -297,7 +298,11 @@ def _replicas(
                 "a 12-digit AWS account id in quotes",
             )
         if region and replica_account:
-            found.append(Destination(region, replica_account))
+            destination = Destination(region, replica_account)
+            if destination == primary or destination in found:
+                check.problem(item, where, f"{destination} is already a destination")
+                continue
+            found.append(destination)
     return tuple(found)
 
 

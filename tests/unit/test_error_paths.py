@@ -6,7 +6,7 @@ each must end in the project's error with a message that names cause and fix.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import botocore.exceptions
@@ -23,7 +23,9 @@ from baseimage.errors import (
     PushFailed,
     RegistryUnavailable,
     RepositoryDrift,
+    UsageError,
 )
+from baseimage.registry import Registry
 from baseimage.repo_spec import RegistrySpec
 
 ARN = "arn:aws:ecr:us-east-1:123456789012:repository/company/test"
@@ -266,3 +268,52 @@ def test_login_uses_the_endpoint_override_and_decodes_the_token():
     assert login.push_host == "127.0.0.1:5000"
     assert login.registry_url == "http://127.0.0.1:5000"
     assert login.auth.username == "AWS" and login.auth.password == "s3cret"
+
+
+def test_the_token_never_goes_over_plain_http_off_this_machine():
+    ecr, stub = stubbed_ecr()
+    stub.add_response(
+        "get_authorization_token",
+        {
+            "authorizationData": [
+                {
+                    "authorizationToken": "QVdTOnMzY3JldA==",
+                    "proxyEndpoint": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com",
+                }
+            ]
+        },
+    )
+
+    with stub, pytest.raises(UsageError) as info:
+        ecr.login("http://registry.example.com:5000")
+
+    assert "plain HTTP and not on this machine" in info.value.message
+
+
+def test_botocore_text_is_never_echoed():
+    ecr, _ = stubbed_ecr()
+
+    def leaky(*_: Any, **__: Any) -> Any:
+        raise botocore.exceptions.BotoCoreError(
+            msg="Invalid header value b'AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE'"
+        )
+
+    ecr.client.describe_images = leaky
+
+    with pytest.raises(RegistryUnavailable) as info:
+        ecr.image("1.0.0-python3.11")
+
+    assert "AKIA" not in info.value.message
+    assert "(BotoCoreError)" in info.value.message
+
+
+def test_a_registry_page_that_is_not_a_manifest(monkeypatch):
+    class Page:
+        status_code = 200
+        headers: ClassVar[dict[str, str]] = {"Content-Type": "text/html"}
+        content = b"<html>please log in</html>"
+
+    monkeypatch.setattr("requests.get", lambda *a, **k: Page())
+
+    with pytest.raises(RegistryUnavailable, match="not a manifest"):
+        Registry("http://127.0.0.1:9").manifest("r/x", "1")

@@ -357,3 +357,15 @@ def test_exclusions_that_would_make_releases_mutable_are_refused(write_spec):
         spec.load(write_spec(text))
 
     assert "'*' would make release tags mutable" in info.value.problems[0]
+
+
+def test_a_replica_cannot_repeat_a_destination(write_spec):
+    text = MINIMAL_PYTHON.replace(
+        '  account: "123456789012"\n',
+        ('  account: "123456789012"\n  replicas:\n    - region: "us-east-1"\n'),
+    )
+
+    with pytest.raises(SpecInvalid) as info:
+        spec.load(write_spec(text))
+
+    assert "123456789012/us-east-1 is already a destination" in info.value.problems[0]
