@@ -387,3 +387,41 @@ def test_skipping_the_test_is_loud_and_recorded(run_cli, images, docker_client):
     assert labels["dev.baseimage.test"] == "skipped"
     markdown = (folder.parent / "reports/publish-1.4.0.md").read_text()
     assert "**SKIPPED**" in markdown
+
+
+@pytest.fixture
+def enhanced_scanning_elsewhere(ecr):
+    """Registry-level enhanced scanning whose only rule covers other repositories."""
+    ecr.put_registry_scanning_configuration(
+        scanType="ENHANCED",
+        rules=[
+            {
+                "scanFrequency": "SCAN_ON_PUSH",
+                "repositoryFilters": [
+                    {"filter": "other-team/*", "filterType": "WILDCARD"}
+                ],
+            }
+        ],
+    )
+    yield
+    ecr.put_registry_scanning_configuration(scanType="BASIC", rules=[])
+
+
+def test_registry_scanning_overrides_the_repository(
+    run_cli, images, enhanced_scanning_elsewhere
+):
+    folder = images("python")
+    repo = repository_of(folder, "python")
+
+    check = run_cli("--images-dir", str(folder), "--json", "repo", "check")
+    refused = publish(run_cli, folder)
+
+    states = json.loads(check.out)["repositories"]
+    assert check.code == 5 and states[0]["exists"] is False
+    assert refused.code == 5
+    assert (
+        "effective scanning enhanced scanning, but no registry rule covers this "
+        "repository (want scans on push)"
+    ) in refused.err
+    assert "put-registry-scanning-configuration" in refused.err
+    assert registry_tags(repo) == []
