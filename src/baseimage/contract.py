@@ -207,9 +207,6 @@ def config_checks(
         )
     )
 
-    # Shortcoming: the spec has no architecture field yet, so callers pass x86_64 and
-    # an arm64 image would be reported as a mismatch. Take it from the spec once the
-    # spec can declare it.
     want_arch = ENGINE_ARCH.get(architecture, architecture)
     arch = attrs.get("Architecture")
     if arch == want_arch:

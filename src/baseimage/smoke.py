@@ -25,7 +25,7 @@ from rich.text import Text
 
 from baseimage import contract, probes
 from baseimage.builder import LABEL_PREFIX
-from baseimage.contract import DEFAULT_SIZE_WARNING, Check
+from baseimage.contract import Check
 from baseimage.errors import EngineUnavailable, EnvironmentProblem
 from baseimage.probes import Probe
 from baseimage.runtime_api import ErrorReport, Invocation, RuntimeApi
@@ -84,7 +84,7 @@ def run_image_test(
     runtime_spec: RuntimeSpec,
     image_ref: str,
     *,
-    size_warning_bytes: int = DEFAULT_SIZE_WARNING,
+    size_warning_bytes: int | None = None,
     timeout: float = 180.0,
 ) -> TestReport:
     """Check a local image's Lambda contract, then invoke a probe in it as Lambda would.
@@ -94,7 +94,8 @@ def run_image_test(
         spec: The spec the image was built from.
         runtime_spec: The spec's runtime the image is for.
         image_ref: A local image reference or id.
-        size_warning_bytes: Image size above which the size check warns.
+        size_warning_bytes: Image size above which the size check warns (default:
+            the spec's test.size_warning_mb).
         timeout: Seconds the invocation, init included, may take.
 
     Returns:
@@ -107,8 +108,14 @@ def run_image_test(
     """
     started = time.monotonic()
     runtime = runtime_spec.runtime
+    if size_warning_bytes is None:
+        size_warning_bytes = spec.size_warning_mb * 1024 * 1024
     result = contract.check_image(
-        client, spec, image_ref, size_warning_bytes=size_warning_bytes
+        client,
+        spec,
+        image_ref,
+        architecture=spec.architecture,
+        size_warning_bytes=size_warning_bytes,
     )
     checks = list(result.checks)
 

@@ -85,7 +85,11 @@ TOP_KEYS = (
     "files",
     "env",
     "scan",
+    "architecture",
+    "test",
 )
+ARCHITECTURES = ("x86_64", "arm64")
+DEFAULT_SIZE_WARNING_MB = 1024
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,8 @@ class ImageSpec:
     files: tuple[FileCopy, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     scan: ScanPolicy = field(default_factory=ScanPolicy)
+    architecture: str = "x86_64"
+    size_warning_mb: int = DEFAULT_SIZE_WARNING_MB
 
     @property
     def folder(self) -> Path:
@@ -263,6 +269,32 @@ def _build(check: Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
     files = _files(check, top["files"][1]) if "files" in top else ()
     env = _env(check, top["env"][1]) if "env" in top else {}
     scan = parse_scan(check, top["scan"][1]) if "scan" in top else ScanPolicy()
+    architecture = "x86_64"
+    if "architecture" in top:
+        node = top["architecture"][1]
+        value = check.string(node, "architecture", expected="x86_64 or arm64")
+        if value == "arm64":
+            check.problem(
+                node,
+                "architecture",
+                "arm64 images are not built yet; only x86_64 is supported today",
+            )
+        elif value is not None and value not in ARCHITECTURES:
+            check.problem(
+                node, "architecture", f"expected x86_64 or arm64, got {value!r}"
+            )
+        elif value is not None:
+            architecture = value
+    size_warning_mb = DEFAULT_SIZE_WARNING_MB
+    if "test" in top:
+        fields = check.mapping(top["test"][1], "test", ("size_warning_mb",))
+        if "size_warning_mb" in fields:
+            size_warning_mb = (
+                check.integer(
+                    fields["size_warning_mb"][1], "test.size_warning_mb", 1, 10_000
+                )
+                or 0
+            )
 
     families = {r.runtime.family for r in specs_by_runtime.values()}
     if len(families) > 1:
@@ -293,6 +325,8 @@ def _build(check: Checker, root: yaml.Node, path: Path) -> ImageSpec | None:
         files=files,
         env=env,
         scan=scan,
+        architecture=architecture,
+        size_warning_mb=size_warning_mb,
     )
 
 

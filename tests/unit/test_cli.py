@@ -28,7 +28,7 @@ def test_validate_reports_every_problem_and_exits_2(write_spec, tmp_path, run_cl
     lines = [line for line in result.err.splitlines() if line.startswith("error:")]
     assert lines == [
         f"error: {path}:9: colour: unknown key; allowed: description, runtimes, "
-        "mirrors, registry, trust, python, java, files, env, scan",
+        "mirrors, registry, trust, python, java, files, env, scan, architecture, test",
         f"error: {path}:8: registry.account: expected a 12-digit AWS account id in "
         "quotes, but YAML reads '123456789012' as a number; write it in quotes: "
         '"123456789012"',

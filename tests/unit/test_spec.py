@@ -128,7 +128,7 @@ def test_every_problem_is_reported_at_once(write_spec):
     assert len(problems) == 4
     assert problems[0].endswith(
         "color: unknown key; allowed: description, runtimes, "
-        "mirrors, registry, trust, python, java, files, env, scan"
+        "mirrors, registry, trust, python, java, files, env, scan, architecture, test"
     )
     assert "registry.account" in problems[1]
     assert "env.PATH: is set by Lambda or its base image" in problems[2]
@@ -380,4 +380,18 @@ def test_integers_are_decimal(write_spec):
 
     assert "scan.timeout_seconds: expected a whole number in decimal, got '010'" in (
         problem
+    )
+
+
+def test_architecture_and_size_budget(write_spec):
+    loaded = spec.load(
+        write_spec(
+            MINIMAL_PYTHON + 'architecture: "x86_64"\ntest:\n  size_warning_mb: 300\n'
+        )
+    )
+    arm = write_spec(MINIMAL_PYTHON + 'architecture: "arm64"\n', name="arm")
+
+    assert (loaded.architecture, loaded.size_warning_mb) == ("x86_64", 300)
+    assert problems_of(arm)[0].endswith(
+        "architecture: arm64 images are not built yet; only x86_64 is supported today"
     )
