@@ -13,7 +13,7 @@ from typing import Any
 
 from baseimage import engine, mirrors, render
 from baseimage.engine import LineSink
-from baseimage.errors import BuildFailed
+from baseimage.errors import BuildFailed, UsageError
 from baseimage.render import BaseImage, Context
 from baseimage.spec import ImageSpec, RuntimeSpec
 
@@ -164,7 +164,9 @@ def created_at(folder: Path) -> str:
     reproducible builds do; uncommitted changes fall back to the current time.
     """
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch and epoch.isdigit():
+    if epoch and not epoch.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds")
+    if epoch:
         moment = datetime.fromtimestamp(int(epoch), timezone.utc)
     elif not source_revision(folder).endswith(("-dirty", "unknown")):
         try:
@@ -179,6 +181,12 @@ def created_at(folder: Path) -> str:
         except (OSError, subprocess.SubprocessError, ValueError):
             moment = datetime.now(timezone.utc)
     else:
+        log.warning(
+            "%s is not a committed git checkout, so the image's created time is now "
+            "and every build gets a new image id; commit the spec or set "
+            "SOURCE_DATE_EPOCH for repeatable builds",
+            folder,
+        )
         moment = datetime.now(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -26,6 +26,7 @@ from baseimage.cli_common import (
     image_option,
     output_options,
     runtime_option,
+    stdout_console,
     targets,
 )
 from baseimage.ecr import client_factory
@@ -232,7 +233,7 @@ def test_image(
         report = smoke.run_image_test(client, one, rt, target)
         reports.append(report)
         if not settings.json:
-            Console(highlight=False).print(smoke.summary_table(report))
+            stdout_console().print(smoke.summary_table(report))
     documents = {"tests": [smoke.report_as_dict(r) for r in reports]}
     failed = [r for r in reports if not r.passed]
     if settings.json and not failed:
@@ -366,7 +367,8 @@ def publish(
         raise
     finally:
         if results:
-            written = report.write(results, version, report_dir)
+            selection = "-".join(filter(None, (image, runtime_id))) or "all"
+            written = report.write(results, version, report_dir, selection)
             log.info("Report: %s", ", ".join(str(p) for p in written))
     if settings.json:
         emit(settings, report.document(results, version), "")

@@ -117,3 +117,8 @@ def output_options(command: Any) -> Any:
         callback=_late_verbose,
         help="More output (-vv for debug).",
     )(command)
+
+
+def stdout_console() -> Console:
+    """Where result tables go: stdout, wide enough not to fold lines when piped."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from baseimage import catalog, repo_settings
@@ -13,6 +12,7 @@ from baseimage.cli_common import (
     image_option,
     output_options,
     runtime_option,
+    stdout_console,
     targets,
 )
 from baseimage.ecr import Ecr, client_factory
@@ -37,7 +37,7 @@ def _repositories(
 
 
 def _show(states: list[RepoState]) -> None:
-    console = Console(highlight=False)
+    console = stdout_console()
     for state in states:
         table = Table(
             title=f"{state.repository} in {state.destination}", title_justify="left"
@@ -135,6 +135,7 @@ def versions(settings: Settings, runtime_id: str | None, image: str | None) -> N
         return
     table = Table()
     for column in (
+        "destination",
         "version",
         "runtime",
         "digest",
@@ -150,6 +151,7 @@ def versions(settings: Settings, runtime_id: str | None, image: str | None) -> N
             f"{k} {v}" for k, v in sorted(row["severity_counts"].items())
         )
         table.add_row(
+            row["destination"],
             row["version"],
             row["runtime"],
             row["digest"][:19],
@@ -159,7 +161,7 @@ def versions(settings: Settings, runtime_id: str | None, image: str | None) -> N
             counts or "none",
             ", ".join(row["tags"]),
         )
-    Console(highlight=False).print(table)
+    stdout_console().print(table)
 
 
 @click.command()
@@ -167,14 +169,26 @@ def versions(settings: Settings, runtime_id: str | None, image: str | None) -> N
 @click.option("--version", "version", required=True, help="A published version.")
 @runtime_option
 @image_option
+@click.option("--region", help="Which destination's region (default: the primary).")
 @click.pass_obj
 def use(
-    settings: Settings, version: str, runtime_id: str | None, image: str | None
+    settings: Settings,
+    version: str,
+    runtime_id: str | None,
+    image: str | None,
+    region: str | None,
 ) -> None:
     """Print the digest-pinned FROM line a function team should use."""
     if not runtime_id or runtime_id == "all":
         raise UsageError("use needs --runtime, e.g. --runtime python3.11")
-    [(one, ecr), *_] = _repositories(settings, runtime_id, image)
+    found = _repositories(settings, runtime_id, image)
+    chosen = [(s, e) for s, e in found if region in (None, e.destination.region)]
+    if not chosen:
+        regions = ", ".join(e.destination.region for _, e in found)
+        raise UsageError(
+            f"the image is not published to {region}; it goes to {regions}"
+        )
+    [(one, ecr), *_] = chosen
     line = catalog.from_line(ecr, version, runtime_id)
     emit(
         settings,

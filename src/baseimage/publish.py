@@ -26,6 +26,7 @@ from baseimage.errors import (
     PublishRefused,
     PushFailed,
     RegistryUnavailable,
+    RepositoryDrift,
     ScanGateFailed,
     TagAlreadyPublished,
     UsageError,
@@ -283,7 +284,11 @@ def _publish_to(
     spec, options, tag = run.spec, run.options, run.tag
     repo = spec.registry.repository
     ecr = Ecr(ecr_clients(destination.region), spec.registry, destination)
-    state = repo_settings.ensure(ecr, fix=options.fix_repository)
+    try:
+        state = repo_settings.ensure(ecr, fix=options.fix_repository)
+    except RepositoryDrift as exc:
+        exc.message += _also_taken(ecr, run, destination)
+        raise
     outcome.scanning = state.scanning
     login = ecr.login(endpoint_for(options.registry_endpoint, destination.region))
     outcome.pushed_via = login.push_host
@@ -403,6 +408,26 @@ def _existing(
     if manifest is None or not manifest.single_platform:
         return digest, {}
     return digest, registry.labels(repo, manifest)
+
+
+def _also_taken(ecr: Ecr, run: _Run, destination: Destination) -> str:
+    """A note, for a refusal, when the version tag also holds other content."""
+    try:
+        login = ecr.login(
+            endpoint_for(run.options.registry_endpoint, destination.region)
+        )
+        registry = Registry(
+            login.registry_url, login.auth.username, login.auth.password
+        )
+        existing = _existing(ecr, registry, run.spec.registry.repository, run.tag)
+    except BaseImageError:
+        return ""
+    if existing is None or existing[1].get(CONTENT_LABEL) == run.context.content_hash:
+        return ""
+    return (
+        f". Note that {run.tag} also already holds other content "
+        f"({existing[0]}): this build needs a new version as well"
+    )
 
 
 def _why_different(labels: dict[str, str], context: Context) -> str:

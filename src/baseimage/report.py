@@ -44,11 +44,17 @@ def markdown(results: list[Published], version: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(results: list[Published], version: str, directory: Path) -> list[Path]:
-    """Write publish-<version>.json and .md; append the Markdown to a CI job summary."""
+def write(
+    results: list[Published], version: str, directory: Path, selection: str = "all"
+) -> list[Path]:
+    """Write publish-<version>[-<runtime>].json and .md; append the Markdown to a CI
+    job summary."""
     directory.mkdir(parents=True, exist_ok=True)
-    json_path = directory / f"publish-{version}.json"
-    md_path = directory / f"publish-{version}.md"
+    stem = (
+        f"publish-{version}" if selection == "all" else f"publish-{version}-{selection}"
+    )
+    json_path = directory / f"{stem}.json"
+    md_path = directory / f"{stem}.md"
     json_path.write_text(
         json.dumps(document(results, version), indent=2, default=str) + "\n"
     )

@@ -271,7 +271,9 @@ def test_publish_to_two_regions_and_report_each(run_cli, images, monkeypatch, tm
         )
     eu_tags = requests.get(f"{EU_REGISTRY}/v2/{repo}/tags/list", timeout=10).json()
     assert "1.4.0-python3.11" in eu_tags["tags"]
-    report = json.loads((folder.parent / "reports/publish-1.4.0.json").read_text())
+    report = json.loads(
+        (folder.parent / "reports/publish-1.4.0-python3.11.json").read_text()
+    )
     assert report["ok"] is True
     markdown = summary.read_text()
     assert "| python | python3.11 | 123456789012/eu-west-1 | published |" in markdown
@@ -299,7 +301,9 @@ def test_one_region_failing_is_reported_and_the_other_is_done(run_cli, images):
     assert "1.4.0-python3.11" in registry_tags(repo)
     eu_tags = requests.get(f"{EU_REGISTRY}/v2/{repo}/tags/list", timeout=10)
     assert eu_tags.status_code == 404 or not eu_tags.json().get("tags")
-    report = json.loads((folder.parent / "reports/publish-1.4.0.json").read_text())
+    report = json.loads(
+        (folder.parent / "reports/publish-1.4.0-python3.11.json").read_text()
+    )
     statuses = {
         d["destination"]: d["status"] for d in report["published"][0]["destinations"]
     }
@@ -385,7 +389,7 @@ def test_skipping_the_test_is_loud_and_recorded(run_cli, images, docker_client):
         "baseimage/python:python3.11"
     )["Config"]["Labels"]
     assert labels["dev.baseimage.test"] == "skipped"
-    markdown = (folder.parent / "reports/publish-1.4.0.md").read_text()
+    markdown = (folder.parent / "reports/publish-1.4.0-python3.11.md").read_text()
     assert "**SKIPPED**" in markdown
 
 
