@@ -14,8 +14,8 @@ from typing import IO
 import requests
 
 from baseimage import mirrors as mirror_map
+from baseimage.contents import JavaLayer, MavenArtifact
 from baseimage.errors import ArtifactFailed
-from baseimage.spec import JavaLayer, MavenArtifact
 
 log = logging.getLogger(__name__)
 
