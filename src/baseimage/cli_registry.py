@@ -60,6 +60,7 @@ def _show(states: list[RepoState]) -> None:
 
 
 @click.group()
+@output_options
 def repo() -> None:
     """Compare ECR repositories with their specs, and fix them."""
 

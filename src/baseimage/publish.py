@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from baseimage import builder, engine, repo_settings, scan
 from baseimage.builder import CONTENT_LABEL, Built
@@ -136,16 +137,25 @@ def endpoint_for(setting: str | None, region: str) -> str | None:
     if not setting:
         return None
     if "=" not in setting:
-        return setting
+        return _url(setting)
     table = dict(
         item.strip().split("=", 1) for item in setting.split(",") if item.strip()
     )
     if region not in table:
         raise UsageError(
-            f"BASEIMAGE_REGISTRY_ENDPOINT names no endpoint for {region} "
+            f"the registry endpoint setting names no endpoint for {region} "
             f"(it has {', '.join(table)}); add '{region}=URL'"
         )
-    return table[region]
+    return _url(table[region])
+
+
+def _url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UsageError(
+            f"registry endpoint {value!r} is not a URL like https://host[:port]"
+        )
+    return value
 
 
 @dataclass
@@ -223,6 +233,8 @@ def publish_one(
             f"{tag} matches a mutable_tags filter of "
             f"{spec.registry.repository}; release tags must be immutable"
         )
+    for destination in spec.registry.destinations:  # settings checked up front
+        endpoint_for(options.registry_endpoint, destination.region)
     result = Published(image=spec.name, runtime=rid, version=options.version)
 
     with tempfile.TemporaryDirectory(prefix="baseimage-") as tmp:

@@ -6,6 +6,7 @@ each must end in the project's error with a message that names cause and fix.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 import boto3
@@ -13,7 +14,7 @@ import botocore.exceptions
 import pytest
 from botocore.stub import Stubber
 
-from baseimage import engine, repo_settings
+from baseimage import engine, publish, repo_settings
 from baseimage.ecr import Ecr
 from baseimage.engine import Auth
 from baseimage.errors import (
@@ -317,3 +318,41 @@ def test_a_registry_page_that_is_not_a_manifest(monkeypatch):
 
     with pytest.raises(RegistryUnavailable, match="not a manifest"):
         Registry("http://127.0.0.1:9").manifest("r/x", "1")
+
+
+@pytest.mark.parametrize(
+    ("setting", "region", "expected"),
+    [
+        pytest.param(None, "us-east-1", None, id="unset"),
+        pytest.param(
+            "http://127.0.0.1:5000",
+            "eu-west-1",
+            "http://127.0.0.1:5000",
+            id="one-for-all",
+        ),
+        pytest.param(
+            "us-east-1=http://127.0.0.1:5000,eu-west-1=http://127.0.0.1:5002",
+            "eu-west-1",
+            "http://127.0.0.1:5002",
+            id="per-region",
+        ),
+    ],
+)
+def test_registry_endpoint_setting(setting, region, expected):
+    assert publish.endpoint_for(setting, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        pytest.param("nonsense", "is not a URL like https://host[:port]", id="no-url"),
+        pytest.param(
+            "us-east-1=http://127.0.0.1:5000",
+            "names no endpoint for eu-west-1",
+            id="region-missing",
+        ),
+    ],
+)
+def test_bad_registry_endpoint_settings(setting, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        publish.endpoint_for(setting, "eu-west-1")
