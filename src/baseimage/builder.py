@@ -144,12 +144,13 @@ def image_labels(
     spec: ImageSpec, runtime: RuntimeSpec, context: Context, version: str
 ) -> dict[str, str]:
     """OCI labels plus baseimage's own: what the image is and what went into it."""
+    revision = source_revision(spec.folder)
     return {
         f"{OCI}.title": f"{spec.name} Lambda base image ({runtime.runtime.id})",
         f"{OCI}.description": spec.description,
         f"{OCI}.version": version,
-        f"{OCI}.created": created_at(spec.folder),
-        f"{OCI}.revision": source_revision(spec.folder),
+        f"{OCI}.created": created_at(spec.folder, revision),
+        f"{OCI}.revision": revision,
         f"{OCI}.base.name": context.base.name,
         f"{OCI}.base.digest": context.base.digest,
         CONTENT_LABEL: context.content_hash,
@@ -157,7 +158,7 @@ def image_labels(
     }
 
 
-def created_at(folder: Path) -> str:
+def created_at(folder: Path, revision: str) -> str:
     """The image's creation time: SOURCE_DATE_EPOCH, else the spec's commit time.
 
     A fixed time keeps rebuilds of the same sources identical (same image id), as
@@ -168,7 +169,7 @@ def created_at(folder: Path) -> str:
         raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds")
     if epoch:
         moment = datetime.fromtimestamp(int(epoch), timezone.utc)
-    elif not source_revision(folder).endswith(("-dirty", "unknown")):
+    elif not revision.endswith(("-dirty", "unknown")):
         try:
             stamp = subprocess.run(
                 ["git", "-C", str(folder), "log", "-1", "--format=%ct"],
