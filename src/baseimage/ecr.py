@@ -27,6 +27,7 @@ from baseimage.errors import (
     RegistryUnavailable,
     UsageError,
 )
+from baseimage.registry import Registry
 from baseimage.repo_spec import Destination, RegistrySpec
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ class Login:
     registry_url: str  # for HTTP reads, e.g. https://<account>.dkr.ecr.<region>...
     push_host: str  # host[:port] as the Docker engine names it
     auth: Auth
+
+    def registry(self) -> Registry:
+        """A client for the image data behind this login."""
+        return Registry(self.registry_url, self.auth.username, self.auth.password)
 
 
 @dataclass(frozen=True)
@@ -369,6 +374,18 @@ class Ecr:
                     return None
                 raise
         return page
+
+    def start_scan(self, digest: str) -> None:
+        """Start a scan of an image; one already run today counts as started."""
+        with self.calling("start an image scan"):
+            try:
+                self.client.start_image_scan(
+                    **self._ids, imageId={"imageDigest": digest}
+                )
+            except botocore.exceptions.ClientError as exc:
+                # Basic scanning allows one scan of an image a day.
+                if not self._missing(exc, "LimitExceededException"):
+                    raise
 
     def images(self) -> list[dict[str, Any]]:
         """Every image in the repository as ECR describes it (all pages)."""

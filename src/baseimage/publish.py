@@ -304,12 +304,12 @@ def _publish_to(
     outcome.scanning = state.scanning
     login = ecr.login(endpoint_for(options.registry_endpoint, destination.region))
     outcome.pushed_via = login.push_host
-    registry = Registry(login.registry_url, login.auth.username, login.auth.password)
+    registry = login.registry()
     uri = f"{destination.host}/{repo}"
 
     existing = _existing(ecr, registry, repo, tag)
     if existing is not None:
-        digest, labels = existing
+        digest, labels = existing.digest, existing.labels
         remote_hash = labels.get(CONTENT_LABEL, "")
         if remote_hash != run.context.content_hash:
             raise TagAlreadyPublished(
@@ -326,10 +326,7 @@ def _publish_to(
         )
         outcome.status, outcome.digest, outcome.version_tag = "unchanged", digest, tag
         outcome.reference = f"{uri}:{tag}@{digest}"
-        listed = ecr.image(tag)
-        outcome.content_tag = next(
-            (t for t in (listed.tags if listed else ()) if "-sha256-" in t), ""
-        )
+        outcome.content_tag = next((t for t in existing.tags if "-sha256-" in t), "")
         return
 
     built = run.ensure_built()
@@ -402,10 +399,17 @@ def _push_and_gate(
     outcome.reference = f"{uri}:{tag}@{digest}"
 
 
-def _existing(
-    ecr: Ecr, registry: Registry, repo: str, tag: str
-) -> tuple[str, dict[str, str]] | None:
-    """(digest, image labels) of what a tag already holds, or None when it is free."""
+@dataclass(frozen=True)
+class _Taken:
+    """What a tag already holds: its digest, the image's labels, the image's tags."""
+
+    digest: str
+    labels: dict[str, str]
+    tags: tuple[str, ...]
+
+
+def _existing(ecr: Ecr, registry: Registry, repo: str, tag: str) -> _Taken | None:
+    """What a tag already holds, or None when it is free."""
     listed = ecr.image(tag)
     manifest = registry.manifest(repo, tag)
     if listed is None and manifest is None:
@@ -417,9 +421,10 @@ def _existing(
             "Inspect the repository"
         )
     digest = listed.digest if listed else manifest.digest  # type: ignore[union-attr]
+    tags = listed.tags if listed else ()
     if manifest is None or not manifest.single_platform:
-        return digest, {}
-    return digest, registry.labels(repo, manifest)
+        return _Taken(digest, {}, tags)
+    return _Taken(digest, registry.labels(repo, manifest), tags)
 
 
 def _also_taken(ecr: Ecr, run: _Run, destination: Destination) -> str:
@@ -428,17 +433,19 @@ def _also_taken(ecr: Ecr, run: _Run, destination: Destination) -> str:
         login = ecr.login(
             endpoint_for(run.options.registry_endpoint, destination.region)
         )
-        registry = Registry(
-            login.registry_url, login.auth.username, login.auth.password
+        existing = _existing(
+            ecr, login.registry(), run.spec.registry.repository, run.tag
         )
-        existing = _existing(ecr, registry, run.spec.registry.repository, run.tag)
     except BaseImageError:
         return ""
-    if existing is None or existing[1].get(CONTENT_LABEL) == run.context.content_hash:
+    if (
+        existing is None
+        or existing.labels.get(CONTENT_LABEL) == run.context.content_hash
+    ):
         return ""
     return (
         f". Note that {run.tag} also already holds other content "
-        f"({existing[0]}): this build needs a new version as well"
+        f"({existing.digest}): this build needs a new version as well"
     )
 
 

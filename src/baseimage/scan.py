@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
-import botocore.exceptions
-
 from baseimage.ecr import Ecr
 from baseimage.repo_spec import SEVERITIES, Allowance, ScanPolicy
 
@@ -179,17 +177,7 @@ def _findings(ecr: Ecr, digest: str) -> dict[str, Any] | None:
 
 
 def _start_scan(ecr: Ecr, digest: str) -> bool:
-    with ecr.calling("start an image scan"):
-        try:
-            ecr.client.start_image_scan(
-                registryId=ecr.destination.account,
-                repositoryName=ecr.spec.repository,
-                imageId={"imageDigest": digest},
-            )
-        except botocore.exceptions.ClientError as exc:
-            # Already scanned today (basic scanning allows one scan a day).
-            if exc.response.get("Error", {}).get("Code") != "LimitExceededException":
-                raise
+    ecr.start_scan(digest)
     log.info("Started a scan of %s@%s", ecr.spec.repository, digest)
     return True
 
