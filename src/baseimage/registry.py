@@ -35,12 +35,6 @@ class Manifest:
         """True for an image manifest; False for an index (which Lambda rejects)."""
         return self.media_type in SINGLE_PLATFORM
 
-    @property
-    def size(self) -> int:
-        """Compressed size: config plus layers, as the registry stores them."""
-        parts = [self.body.get("config") or {}, *(self.body.get("layers") or [])]
-        return sum(int(p.get("size", 0)) for p in parts)
-
 
 @dataclass
 class Registry:
